@@ -1,0 +1,131 @@
+"""What every /api/v1 endpoint shares: the blueprint, token/session auth with CSRF for cookies,
+problem+json errors, one pagination convention and the OpenAPI document.
+
+Domains add their endpoints in their own ``api.py`` on :data:`bp`; this package imports no domain.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from math import ceil
+
+from flask import Blueprint, jsonify, request, url_for
+from flask_babel import gettext as _
+from marshmallow import Schema, ValidationError
+from sqlalchemy import func, select
+from werkzeug.exceptions import BadRequest
+
+from itvsh.core.errors import problem
+from itvsh.core.rules import RuleViolation
+from itvsh.extensions import csrf
+
+bp = Blueprint("api", __name__, url_prefix="/api/v1")
+csrf.exempt(bp)
+
+DEFAULT_PER_PAGE = 50
+MAX_PER_PAGE = 500
+UNSAFE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
+
+
+@bp.before_request
+def _csrf_for_cookie_sessions():
+    """Bearer-token calls carry no cookie and need no CSRF token; cookie sessions do (X-CSRFToken)."""
+    if request.method in UNSAFE_METHODS and not request.headers.get("Authorization", "").startswith(
+        "Bearer "
+    ):
+        csrf.protect()
+
+
+@bp.errorhandler(ValidationError)
+def _validation_error(exc: ValidationError):
+    errors = exc.messages if isinstance(exc.messages, dict) else {"_schema": exc.messages}
+    return problem(422, _("The request body has invalid fields."), errors=errors)
+
+
+@bp.errorhandler(RuleViolation)
+def _rule_violation(exc: RuleViolation):
+    return problem(422, exc.message, errors=exc.as_errors())
+
+
+def json_body(schema: Schema, *, partial: bool = False) -> dict:
+    """Load the request's JSON body through ``schema``; bad JSON or fields answer 400/422."""
+    if not request.is_json:
+        raise BadRequest(_("Send the body as JSON (Content-Type: application/json)."))
+    data = request.get_json(silent=True)
+    if not isinstance(data, dict):
+        raise _bad(_("The body must be a JSON object."))
+    return schema.load(data, partial=partial)
+
+
+def _bad(detail: str) -> BadRequest:
+    exc = BadRequest(detail)
+    exc.itvsh_detail = detail
+    return exc
+
+
+def _int_arg(name: str, default: int, low: int, high: int) -> int:
+    raw = request.args.get(name)
+    if raw is None or raw == "":
+        return default
+    if not raw.isdigit() or not (low <= int(raw) <= high):
+        raise _bad(
+            _(
+                "Query parameter %(name)s must be a whole number from %(low)d to %(high)d.",
+                name=name,
+                low=low,
+                high=high,
+            )
+        )
+    return int(raw)
+
+
+def paginate(session, statement, schema: Schema):
+    """One pagination convention for every list: ``?page=&per_page=``, answered with
+    ``{"items": [...], "meta": {"page", "per_page", "total", "pages"}}`` and a ``Link`` header."""
+    per_page = _int_arg("per_page", DEFAULT_PER_PAGE, 1, MAX_PER_PAGE)
+    page = _int_arg("page", 1, 1, 10**9)
+    total = session.execute(
+        select(func.count()).select_from(statement.order_by(None).subquery())
+    ).scalar_one()
+    items = session.execute(statement.limit(per_page).offset((page - 1) * per_page)).scalars().all()
+    pages = max(1, ceil(total / per_page))
+    response = jsonify(
+        items=schema.dump(items, many=True),
+        meta={"page": page, "per_page": per_page, "total": total, "pages": pages},
+    )
+    links = []
+    args = {k: v for k, v in request.args.items() if k not in ("page", "per_page")}
+    for rel, target in (("prev", page - 1), ("next", page + 1)):
+        if 1 <= target <= pages:
+            url = url_for(
+                request.endpoint, **(request.view_args or {}), **args, page=target, per_page=per_page
+            )
+            links.append(f'<{url}>; rel="{rel}"')
+    if links:
+        response.headers["Link"] = ", ".join(links)
+    return response
+
+
+def doc(
+    summary: str,
+    *,
+    response: Schema | type | None = None,
+    body: Schema | type | None = None,
+    paginated: bool = False,
+    params: list[dict] | None = None,
+    status: int = 200,
+) -> Callable:
+    """Describe an endpoint for the OpenAPI document (every /api/v1 endpoint must have one)."""
+
+    def decorate(view):
+        view.itvsh_openapi = {
+            "summary": summary,
+            "response": response,
+            "body": body,
+            "paginated": paginated,
+            "params": params or [],
+            "status": status,
+        }
+        return view
+
+    return decorate

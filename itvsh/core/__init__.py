@@ -1,0 +1,1 @@
+"""What every domain uses: money, audit trail, access control, database helpers, admin base."""

@@ -1,0 +1,1 @@
+"""Member municipalities (tenants): Gemeinden, Städte, Ämter and Kreise of Schleswig-Holstein."""
