@@ -61,7 +61,6 @@ class SecureModelView(SecureViewMixin, ModelView):
     page_size = 50
     export_types = ["csv", "xlsx"]
     export_max_rows = 100_000
-    list_template = "admin/itvsh_list.html"
 
     def __init__(self, model, *args, **kwargs):
         super().__init__(model, db, *args, **kwargs)

@@ -1,0 +1,1 @@
+"""Benchmarks (`make bench`): numbers and ratios against floors measured in the same run."""
