@@ -113,8 +113,6 @@ def _wrk(url: str, cookie: str | None) -> dict:
 
 
 def main() -> int:
-    from itvsh import create_app
-
     tmp = Path(tempfile.mkdtemp(prefix="itvsh-bench-"))
     url = os.environ.get("ITVSH_BENCH_DATABASE_URL") or f"sqlite:///{tmp / 'bench.db'}"
     backend = url.split(":", 1)[0].split("+", 1)[0]
@@ -212,8 +210,8 @@ def main() -> int:
         print(f"  {'endpoint':<30} {'req/s med':>10} {'min':>8} {'share':>7} {'p50 ms':>8} {'p99 ms':>8}")
         for label, row in results["load"].items():
             print(
-                f"  {label:<30} {row['rps_median']:>10.0f} {row['rps_min']:>8.0f} {row['share_of_bare']:>7.1%} "
-                f"{row['p50_ms_median']:>8.1f} {row['p99_ms_median']:>8.1f}"
+                f"  {label:<30} {row['rps_median']:>10.0f} {row['rps_min']:>8.0f} "
+                f"{row['share_of_bare']:>7.1%} {row['p50_ms_median']:>8.1f} {row['p99_ms_median']:>8.1f}"
             )
     shutil.rmtree(tmp, ignore_errors=True)
     return 0
