@@ -38,7 +38,9 @@ bench: install
 
 # Re-extract the message catalogue and compile the German (and English) translations.
 translations: install
-	$(BIN)/pybabel extract -F babel.cfg -k _l -k lazy_gettext -o itvsh/translations/messages.pot itvsh
+	$(BIN)/pybabel extract -F babel.cfg -k _l -k lazy_gettext -k ngettext:1,2 \
+		--project=itvsh --copyright-holder='IT-Verbund Schleswig-Holstein' \
+		-o itvsh/translations/messages.pot itvsh
 	$(BIN)/pybabel update -i itvsh/translations/messages.pot -d itvsh/translations --no-fuzzy-matching
 	$(BIN)/pybabel compile -d itvsh/translations
 

@@ -10,6 +10,7 @@ import re
 import uuid
 
 import pytest
+from flask import g, request_started
 from flask_migrate import upgrade
 from flask_sqlalchemy.session import _app_ctx_id
 from sqlalchemy import create_engine, text
@@ -96,6 +97,9 @@ def database_url(tmp_path_factory):
 def app(database_url):
     """An app whose database work is rolled back after the test (commits become savepoints)."""
     app = create_app(test_config(database_url))
+    # The test keeps one app context open, which Flask reuses for every request: give each request
+    # an empty ``g`` (as a real server does), or the logged-in user and locale leak between requests.
+    request_started.connect(_fresh_g, app, weak=False)
     with app.app_context():
         connection = db.engine.connect()
         transaction = connection.begin()
@@ -112,6 +116,12 @@ def app(database_url):
             transaction.rollback()
             connection.close()
             db.engine.dispose()
+            request_started.disconnect(_fresh_g, app)
+
+
+def _fresh_g(sender, **extra):
+    for name in list(vars(g)):
+        delattr(g, name)
 
 
 @pytest.fixture

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Flask, current_app, session
+from flask import Flask, current_app, has_request_context, session
 from flask_babel import format_datetime, get_locale
 from flask_login import current_user
 
@@ -13,6 +13,8 @@ LANGUAGES = {"de": "Deutsch", "en": "English"}
 
 def select_locale() -> str:
     """Explicit choice in this session, then the user's stored choice, then the configured default."""
+    if not has_request_context():  # CLI commands and jobs: no session, no logged-in user
+        return current_app.config["BABEL_DEFAULT_LOCALE"]
     chosen = session.get("locale")
     if chosen in LANGUAGES:
         return chosen
