@@ -61,7 +61,7 @@ def load_config(instance_path: str, overrides: dict | None = None) -> dict:
     )
     secret_key = overrides.get("SECRET_KEY") or os.environ.get("ITVSH_SECRET_KEY", "")
     if not secret_key:
-        if env == "production":
+        if env != "development":
             raise ConfigError(
                 "ITVSH_SECRET_KEY is not set. Outside development the app refuses to start without it; "
                 "set it to a long random value, e.g. the output of "

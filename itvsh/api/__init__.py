@@ -6,10 +6,11 @@ Domains add their endpoints in their own ``api.py`` on :data:`bp`; this package 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from math import ceil
 
-from flask import Blueprint, jsonify, request, url_for
+from flask import Blueprint, abort, jsonify, request, session, url_for
 from flask_babel import gettext as _
 from marshmallow import Schema, ValidationError
 from sqlalchemy import func, select
@@ -25,15 +26,32 @@ csrf.exempt(bp)
 DEFAULT_PER_PAGE = 50
 MAX_PER_PAGE = 500
 UNSAFE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
+# Ids are 32-bit Integer columns: a larger id in the path names no row (and overflows the driver).
+MAX_ID = 2**31 - 1
+# NUL cannot be stored in PostgreSQL text, lone surrogates cannot be encoded as UTF-8 at all.
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 
 
 @bp.before_request
 def _csrf_for_cookie_sessions():
-    """Bearer-token calls carry no cookie and need no CSRF token; cookie sessions do (X-CSRFToken)."""
-    if request.method in UNSAFE_METHODS and not request.headers.get("Authorization", "").startswith(
-        "Bearer "
-    ):
+    """Bearer-token calls need no CSRF token; a cookie session always does (X-CSRFToken), even when
+    the request also carries a Bearer header (the session user would act)."""
+    if request.method not in UNSAFE_METHODS:
+        return
+    bearer = request.headers.get("Authorization", "").startswith("Bearer ")
+    if session.get("_user_id") or not bearer:
         csrf.protect()
+
+
+@bp.before_request
+def _refuse_unusable_input():
+    """Answer 404/400 for ids and query values the database cannot take, instead of a 500."""
+    for value in (request.view_args or {}).values():
+        if isinstance(value, int) and not -MAX_ID <= value <= MAX_ID:
+            abort(404)
+    for name, value in request.args.items(multi=True):
+        if _UNSTORABLE.search(name) or _UNSTORABLE.search(value):
+            raise _bad(_("Query parameters must not contain NUL characters or invalid Unicode."))
 
 
 @bp.errorhandler(ValidationError)
@@ -50,10 +68,20 @@ def _rule_violation(exc: RuleViolation):
 def json_body(schema: Schema, *, partial: bool = False) -> dict:
     """Load the request's JSON body through ``schema``; bad JSON or fields answer 400/422."""
     if not request.is_json:
-        raise BadRequest(_("Send the body as JSON (Content-Type: application/json)."))
-    data = request.get_json(silent=True)
+        raise _bad(_("Send the body as JSON (Content-Type: application/json)."))
+    try:
+        data = request.get_json(silent=True)
+    except RecursionError:  # absurdly deep nesting: not a body any endpoint accepts
+        data = None
     if not isinstance(data, dict):
         raise _bad(_("The body must be a JSON object."))
+    unstorable = {
+        str(key): [_("Text must not contain NUL characters or invalid Unicode.")]
+        for key, value in data.items()
+        if isinstance(value, str) and _UNSTORABLE.search(value)
+    }
+    if unstorable:
+        raise ValidationError(unstorable)
     return schema.load(data, partial=partial)
 
 
@@ -67,7 +95,9 @@ def _int_arg(name: str, default: int, low: int, high: int) -> int:
     raw = request.args.get(name)
     if raw is None or raw == "":
         return default
-    if not raw.isdigit() or not (low <= int(raw) <= high):
+    # isascii: str.isdigit() admits digits such as "²" that int() refuses; len: int() refuses
+    # strings of more than 4300 digits, and no valid value has more than a few.
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 18) or not (low <= int(raw) <= high):
         raise _bad(
             _(
                 "Query parameter %(name)s must be a whole number from %(low)d to %(high)d.",

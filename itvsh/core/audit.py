@@ -155,7 +155,10 @@ def chain_hash(prev_hash: str, payload: str) -> str:
 
 def _lock_head(session: Session) -> AuditChainHead:
     head = session.execute(
-        select(AuditChainHead).where(AuditChainHead.id == 1).with_for_update()
+        select(AuditChainHead)
+        .where(AuditChainHead.id == 1)
+        .with_for_update()
+        .execution_options(populate_existing=True)  # the row as it is now, not as this session saw it
     ).scalar_one_or_none()
     if head is None:  # the initial migration creates it; a fresh table gets it here
         head = AuditChainHead(id=1, last_seq=0, last_hash=GENESIS_HASH)
@@ -237,10 +240,25 @@ class VerifyResult:
 
 def verify_chain(session: Session, batch: int = 1000) -> VerifyResult:
     """Walk the whole chain in order; report the first event that was altered, removed or inserted."""
-    expected_seq, prev, count = 1, GENESIS_HASH, 0
-    rows = session.execute(
+    # The head is read before and after the walk: under READ COMMITTED (PostgreSQL) writers may
+    # append meanwhile. The walk sees at least what the first read names; the second covers what it saw.
+    head_seq_before = _read_head(session)[0]
+    with session.execute(
         select(AuditEvent).order_by(AuditEvent.seq).execution_options(yield_per=batch)
-    ).scalars()
+    ).scalars() as rows:  # closes PostgreSQL's server-side cursor on an early return too
+        return _walk(session, rows, head_seq_before)
+
+
+def _read_head(session: Session) -> tuple[int, str]:
+    head = session.execute(
+        select(AuditChainHead).where(AuditChainHead.id == 1).execution_options(populate_existing=True)
+    ).scalar_one_or_none()
+    return (head.last_seq, head.last_hash) if head else (0, GENESIS_HASH)
+
+
+def _walk(session: Session, rows, head_seq_before: int) -> VerifyResult:
+    """Check each event's number, link, fields and hash in order, then the chain's end against the head."""
+    expected_seq, prev, last_prev, count = 1, GENESIS_HASH, GENESIS_HASH, 0
     for ev in rows:
         if ev.seq != expected_seq:
             return VerifyResult(
@@ -272,18 +290,34 @@ def verify_chain(session: Session, batch: int = 1000) -> VerifyResult:
             )
         if chain_hash(prev, ev.payload) != ev.hash:
             return VerifyResult(False, count, prev, f"event #{ev.seq} was altered (hash mismatch)", ev.seq)
-        prev = ev.hash
+        last_prev, prev = prev, ev.hash
         expected_seq += 1
         count += 1
-    head = session.get(AuditChainHead, 1)
-    last_seq, last_hash = (head.last_seq, head.last_hash) if head else (0, GENESIS_HASH)
-    if last_seq != count or last_hash != prev:
+    last_seq, last_hash = _read_head(session)
+    if count < head_seq_before:
         return VerifyResult(
             False,
             count,
             prev,
-            f"the chain head names event #{last_seq}, but the chain ends "
+            f"the chain head names event #{head_seq_before}, but the chain ends "
             f"at #{count}: events were removed from its end",
             count + 1,
         )
+    if count > last_seq:
+        return VerifyResult(
+            False,
+            last_seq,
+            last_hash,
+            f"event #{last_seq + 1} lies beyond the chain head (#{last_seq}): it was inserted",
+            last_seq + 1,
+        )
+    if count == last_seq and last_hash != prev:
+        return VerifyResult(
+            False,
+            count - 1,
+            last_prev,
+            f"event #{count} is not the one the chain head names: it was replaced",
+            count,
+        )
+    # count < last_seq: writers appended after the walk; everything up to #count is proven
     return VerifyResult(True, count, prev)

@@ -21,6 +21,7 @@ def _messages() -> dict[int, tuple[str, str]]:
         404: (_("Not found"), _("There is no page at this address.")),
         405: (_("Method not allowed"), _("This address does not accept this kind of request.")),
         413: (_("Too large"), _("The upload is too large.")),
+        422: (_("Invalid input"), _("Some fields are invalid. Please check them.")),
         429: (_("Too many requests"), _("Too many attempts. Please wait a few minutes and try again.")),
         500: (
             _("Internal error"),
@@ -66,6 +67,9 @@ def handle_http_error(exc: HTTPException):
     if status == 405 and getattr(exc, "valid_methods", None):
         response = current_app.make_response(response)
         response.headers["Allow"] = ", ".join(exc.valid_methods)
+    if status == 401 and wants_problem_json():
+        response = current_app.make_response(response)
+        response.headers["WWW-Authenticate"] = 'Bearer realm="itvsh"'
     return response
 
 

@@ -27,7 +27,8 @@ class MoneyError(ValueError):
 def _pattern(group: str, decimal: str) -> re.Pattern:
     g, d = re.escape(group), re.escape(decimal)
     # Either plain digits, or digits grouped in threes with the group separator.
-    return re.compile(rf"^(?P<int>\d+|\d{{1,3}}(?:{g}\d{{3}})+)(?:{d}(?P<frac>\d+))?$")
+    # [0-9], not \d: \d also matches other scripts' digits, which nobody types into an amount here.
+    return re.compile(rf"^(?P<int>[0-9]+|[0-9]{{1,3}}(?:{g}[0-9]{{3}})+)(?:{d}(?P<frac>[0-9]+))?$")
 
 
 _PATTERNS = {loc: _pattern(*seps) for loc, seps in _SEPARATORS.items()}
@@ -59,7 +60,7 @@ def parse_money(text: str, locale: str = "de", *, allow_negative: bool = False) 
     lowered = raw.lower()
     if any(word in lowered for word in ("nan", "inf")):
         raise MoneyError(_("Please enter a number; “%(text)s” is not an amount.", text=text))
-    if "e" in lowered:
+    if re.fullmatch(r"[\d.,]*\de[+-]?\d+", lowered):  # "1e5", not any text with an "e" ("12 Euro")
         raise MoneyError(_("Please write the amount without an exponent."))
     match = _PATTERNS[lang].match(raw)
     if match is None:

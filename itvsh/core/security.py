@@ -5,8 +5,7 @@ from __future__ import annotations
 import secrets
 from urllib.parse import urlsplit
 
-from flask import Flask, current_app, g, request
-from flask_login import current_user
+from flask import Flask, current_app, g, request, session
 
 
 def csp_nonce() -> str:
@@ -46,7 +45,8 @@ def _set_headers(response):
     response.headers["Permissions-Policy"] = "camera=(), microphone=(), geolocation=()"
     if current_app.config.get("ITVSH_HSTS"):
         response.headers["Strict-Transport-Security"] = "max-age=31536000; includeSubDomains"
-    authenticated = getattr(current_user, "is_authenticated", False) or request.headers.get("Authorization")
+    # The session cookie's user id (not current_user): static files need no user lookup.
+    authenticated = session.get("_user_id") or request.headers.get("Authorization")
     if authenticated and not request.path.startswith(("/static/", "/admin/static/")):
         response.headers["Cache-Control"] = "no-store"
         response.headers["Pragma"] = "no-cache"
