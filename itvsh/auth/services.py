@@ -21,7 +21,8 @@ from itvsh.core.db import utcnow
 from itvsh.core.rules import RuleViolation
 from itvsh.tenants.models import Municipality
 
-EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+# No control characters: PostgreSQL refuses NUL in text, and none belongs in an address.
+EMAIL_RE = re.compile(r"^[^@\s\x00-\x1f\x7f]+@[^@\s\x00-\x1f\x7f]+\.[^@\s\x00-\x1f\x7f]+$")
 TOKEN_PREFIX = "itvsh_"  # noqa: S105 (a marker, not a secret)
 
 
@@ -63,9 +64,13 @@ def _check_role_and_tenant(session: Session, role: str, tenant_key: str | None) 
     if role is Role.MUNICIPALITY:
         if not tenant_key:
             raise RuleViolation(_("A municipality account must be bound to a municipality."), "tenant")
-        tenant = session.execute(
-            select(Municipality).where(Municipality.key == tenant_key)
-        ).scalar_one_or_none()
+        tenant = (
+            None  # no key has NUL, and PostgreSQL would refuse the query (a 500)
+            if "\x00" in tenant_key
+            else session.execute(
+                select(Municipality).where(Municipality.key == tenant_key)
+            ).scalar_one_or_none()
+        )
         if tenant is None:
             raise RuleViolation(_("No municipality has the key %(key)s.", key=tenant_key), "tenant")
         return tenant
@@ -75,7 +80,10 @@ def _check_role_and_tenant(session: Session, role: str, tenant_key: str | None) 
 
 
 def find_user(session: Session, email: str) -> User | None:
-    return session.execute(select(User).where(User.email == normalize_email(email))).scalar_one_or_none()
+    email = normalize_email(email)
+    if "\x00" in email:  # no account has one, and PostgreSQL would refuse the query (a 500)
+        return None
+    return session.execute(select(User).where(User.email == email)).scalar_one_or_none()
 
 
 def get_user(session: Session, email: str) -> User:
@@ -133,7 +141,7 @@ def update_user(
     before = user.audit_view()
     new_role = role if role is not None else user.role
     key = tenant_key if tenant_key is not None else (user.municipality.key if user.municipality else None)
-    if role is not None and Role(new_role) is not Role.MUNICIPALITY and tenant_key is None:
+    if role is not None and new_role != Role.MUNICIPALITY and tenant_key is None:
         key = None  # leaving the municipality role drops the binding
     tenant = _check_role_and_tenant(session, new_role, key)
     if actor is not None and getattr(actor, "id", None) == user.id:
