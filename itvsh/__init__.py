@@ -42,6 +42,7 @@ def register_extensions(app: Flask) -> None:
     from itvsh.core.db import configure_engine
     from itvsh.core.i18n import register_i18n, select_locale
     from itvsh.core.security import register_security
+    from itvsh.tenants.scope import register_request_scope
 
     db.init_app(app)
     with app.app_context():
@@ -55,6 +56,7 @@ def register_extensions(app: Flask) -> None:
     login_manager.session_protection = "basic"
     register_login_manager(login_manager)
     register_access_control(app)
+    register_request_scope(app)
     register_security(app)
     register_i18n(app)
 
@@ -72,6 +74,7 @@ def register_blueprints(app: Flask) -> None:
     from itvsh.auth.views import bp as auth_bp
     from itvsh.core import audit_api  # noqa: F401
     from itvsh.core.health import bp as health_bp
+    from itvsh.tenants import api as tenants_api  # noqa: F401  (endpoints on the API blueprint)
     from itvsh.tenants.views import bp as portal_bp
 
     app.register_blueprint(auth_bp)
@@ -96,7 +99,9 @@ def register_commands(app: Flask) -> None:
     from itvsh.auth.cli import users_cli
     from itvsh.core.cli import audit_cli
     from itvsh.demo import demo_command
+    from itvsh.tenants.cli import tenants_cli
 
     app.cli.add_command(users_cli)
     app.cli.add_command(audit_cli)
     app.cli.add_command(demo_command)
+    app.cli.add_command(tenants_cli)

@@ -72,3 +72,15 @@ def enforce_declared_roles():
 
 def register_access_control(app: Flask) -> None:
     app.before_request(enforce_declared_roles)
+
+
+def tenant_params(**params: str):
+    """Declare which URL or query parameters of a view name a tenant's object, and what they are
+    (e.g. ``key="municipality_key"``, ``contact_id="contact_id"``). The isolation harness fills them
+    with another tenant's values and checks nothing private leaks."""
+
+    def decorate(view: Callable) -> Callable:
+        view.itvsh_tenant_params = dict(params)
+        return view
+
+    return decorate

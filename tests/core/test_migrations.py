@@ -20,7 +20,16 @@ EXPECTED_TRIGGERS = {
     "sqlite": {"audit_events_no_update", "audit_events_no_delete"},
     "postgresql": {"audit_events_append_only", "audit_events_no_truncate"},
 }
-TABLES = {"alembic_version", "audit_chain_head", "audit_events", "api_tokens", "municipalities", "users"}
+TABLES = {
+    "alembic_version",
+    "audit_chain_head",
+    "audit_events",
+    "api_tokens",
+    "memberships",
+    "municipalities",
+    "municipality_contacts",
+    "users",
+}
 
 
 def _script_directory(app) -> ScriptDirectory:
