@@ -11,6 +11,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from enum import StrEnum
 
+from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from sqlalchemy import (
     CheckConstraint,
@@ -66,11 +67,12 @@ def key_problem(key: str, kind: MunicipalityKind | str) -> str | None:
     kind = MunicipalityKind(kind)
     length = KEY_LENGTH[kind]
     if not key.isascii() or not key.isdigit():
-        return "the key must consist of digits only"
+        return _("the key must consist of digits only")
     if len(key) != length:
-        return f"a {kind.value} key has {length} digits, not {len(key)}"
+        return _("a key of a %(kind)s has %(length)d digits, not %(actual)d", kind=KIND_LABELS[kind],
+                 length=length, actual=len(key))
     if not key.startswith(LAND_PREFIX):
-        return f"the key must start with {LAND_PREFIX} (Schleswig-Holstein)"
+        return _("the key must start with %(prefix)s (Schleswig-Holstein)", prefix=LAND_PREFIX)
     return None
 
 
