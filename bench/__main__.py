@@ -217,5 +217,26 @@ def main() -> int:
     return 0
 
 
+def run_all(names: list[str]) -> int:
+    """`python -m bench [foundation] [tenants]`: the named benchmarks, by default all of them."""
+    from bench import tenants
+
+    benchmarks = {"foundation": main, "tenants": tenants.main}
+    unknown = [n for n in names if n not in benchmarks]
+    if unknown:
+        print(f"unknown benchmark(s) {', '.join(unknown)}; choose from {', '.join(benchmarks)}")
+        return 2
+    given = os.environ.get("ITVSH_BENCH_DATABASE_URL")
+    code = 0
+    for name in names or list(benchmarks):
+        # Each benchmark starts from the database URL the caller gave (main() sets its own).
+        if given is None:
+            os.environ.pop("ITVSH_BENCH_DATABASE_URL", None)
+        else:
+            os.environ["ITVSH_BENCH_DATABASE_URL"] = given
+        code = code or benchmarks[name]()
+    return code
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_all(sys.argv[1:]))
