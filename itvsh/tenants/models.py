@@ -69,8 +69,12 @@ def key_problem(key: str, kind: MunicipalityKind | str) -> str | None:
     if not key.isascii() or not key.isdigit():
         return _("the key must consist of digits only")
     if len(key) != length:
-        return _("a key of a %(kind)s has %(length)d digits, not %(actual)d", kind=KIND_LABELS[kind],
-                 length=length, actual=len(key))
+        return _(
+            "a key of a %(kind)s has %(length)d digits, not %(actual)d",
+            kind=KIND_LABELS[kind],
+            length=length,
+            actual=len(key),
+        )
     if not key.startswith(LAND_PREFIX):
         return _("the key must start with %(prefix)s (Schleswig-Holstein)", prefix=LAND_PREFIX)
     return None
