@@ -38,36 +38,36 @@ def import_command(csv_file: Path):
     click.echo(f"{csv_file}: {result.summary()}")
 
 
-def _municipality(key: str):
+def _change_membership(change, key: str, day, done: str) -> None:
+    """Run one membership service (join or leave) for ``key`` on ``day`` (default today), commit once."""
     municipality = services.get_by_key(db.session, key)
     if municipality is None:
         raise click.ClickException(f"no municipality has the key {key}")
-    return municipality
+    try:
+        change(db.session, CLI_ACTOR, municipality, day.date() if day else date.today())
+        db.session.commit()
+    except RuleViolation as exc:
+        db.session.rollback()
+        raise click.ClickException(exc.message) from None
+    click.echo(f"{key} {done}")
+
+
+ON_OPTION = click.option(
+    "--on", "day", type=click.DateTime(["%Y-%m-%d"]), default=None, help="Date (default: today)."
+)
 
 
 @tenants_cli.command("join")
 @click.argument("key")
-@click.option("--on", "day", type=click.DateTime(["%Y-%m-%d"]), default=None, help="Date (default: today).")
+@ON_OPTION
 def join_command(key, day):
     """Record that a municipality joined the federation."""
-    try:
-        services.join(db.session, CLI_ACTOR, _municipality(key), day.date() if day else date.today())
-        db.session.commit()
-    except RuleViolation as exc:
-        db.session.rollback()
-        raise click.ClickException(exc.message) from None
-    click.echo(f"{key} joined")
+    _change_membership(services.join, key, day, "joined")
 
 
 @tenants_cli.command("leave")
 @click.argument("key")
-@click.option("--on", "day", type=click.DateTime(["%Y-%m-%d"]), default=None, help="Date (default: today).")
+@ON_OPTION
 def leave_command(key, day):
     """Record that a municipality left the federation."""
-    try:
-        services.leave(db.session, CLI_ACTOR, _municipality(key), day.date() if day else date.today())
-        db.session.commit()
-    except RuleViolation as exc:
-        db.session.rollback()
-        raise click.ClickException(exc.message) from None
-    click.echo(f"{key} left")
+    _change_membership(services.leave, key, day, "left")
