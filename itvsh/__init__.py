@@ -39,7 +39,7 @@ def register_proxy(app: Flask) -> None:
 def register_extensions(app: Flask) -> None:
     from itvsh.auth.views import register_login_manager
     from itvsh.core.access import register_access_control
-    from itvsh.core.db import configure_engine
+    from itvsh.core.db import configure_engine, register_transaction_modes
     from itvsh.core.i18n import register_i18n, select_locale
     from itvsh.core.security import register_security
     from itvsh.tenants.scope import register_request_scope
@@ -47,6 +47,7 @@ def register_extensions(app: Flask) -> None:
     db.init_app(app)
     with app.app_context():
         configure_engine(db.engine)
+    register_transaction_modes(app)
     migrate.init_app(app, db, directory=_migrations_dir(), render_as_batch=True, compare_type=True)
     csrf.init_app(app)
     limiter.init_app(app)

@@ -17,6 +17,7 @@ from sqlalchemy import func, select
 
 from itvsh.auth.roles import ADMIN_UI, READ_ONLY
 from itvsh.core import audit
+from itvsh.core.db import begin_write
 from itvsh.core.security import csp_nonce
 from itvsh.extensions import db
 
@@ -101,6 +102,7 @@ class SecureModelView(SecureViewMixin, ModelView):
     @expose("/export/<export_type>/")
     def export(self, export_type: str):
         if self.can_export and export_type in self.export_types:
+            begin_write(db.session)
             audit.record(
                 db.session,
                 current_user._get_current_object(),
