@@ -75,6 +75,7 @@ def register_blueprints(app: Flask) -> None:
     from itvsh.auth.views import bp as auth_bp
     from itvsh.core import audit_api  # noqa: F401
     from itvsh.core.health import bp as health_bp
+    from itvsh.funding import models as funding_models  # noqa: F401  (until its views land)
     from itvsh.tenants import api as tenants_api  # noqa: F401  (endpoints on the API blueprint)
     from itvsh.tenants.views import bp as portal_bp
 

@@ -46,6 +46,16 @@ def get_by_key(session: Session, key: str) -> Municipality | None:
 # --- membership -------------------------------------------------------------------------------
 
 
+def current_members_query(on: date | None = None):
+    """A subquery of the ids of the municipalities that are members on ``on`` (default today)."""
+    day = on or date.today()
+    return (
+        select(Membership.municipality_id)
+        .where(Membership.joined_on <= day)
+        .where((Membership.left_on.is_(None)) | (Membership.left_on > day))
+    )
+
+
 def current_membership(session: Session, municipality_id: int, on: date | None = None) -> Membership | None:
     day = on or date.today()
     return session.execute(

@@ -29,6 +29,12 @@ TABLES = {
     "municipalities",
     "municipality_contacts",
     "users",
+    "fiscal_years",
+    "budget_categories",
+    "distributions",
+    "allocations",
+    "bookings",
+    "idempotency_keys",
 }
 
 
