@@ -75,13 +75,15 @@ def register_blueprints(app: Flask) -> None:
     from itvsh.auth.views import bp as auth_bp
     from itvsh.core import audit_api  # noqa: F401
     from itvsh.core.health import bp as health_bp
-    from itvsh.funding import models as funding_models  # noqa: F401  (until its views land)
+    from itvsh.funding import api as funding_api  # noqa: F401  (endpoints on the API blueprint)
+    from itvsh.funding.portal import bp as funding_portal_bp
     from itvsh.tenants import api as tenants_api  # noqa: F401  (endpoints on the API blueprint)
     from itvsh.tenants.views import bp as portal_bp
 
     app.register_blueprint(auth_bp)
     app.register_blueprint(health_bp)
     app.register_blueprint(portal_bp)
+    app.register_blueprint(funding_portal_bp)
     app.register_blueprint(api_bp)
 
 

@@ -152,6 +152,8 @@ def register_admin(app: Flask) -> Admin:
     """Build this app's Admin and add every domain's views (never a module-level Admin)."""
     from itvsh.auth.admin import register as register_auth_admin
     from itvsh.core.audit_admin import register as register_audit_admin
+    from itvsh.funding.admin import register as register_funding_admin
+    from itvsh.funding.dashboard import register as register_funding_dashboard
     from itvsh.tenants.admin import register as register_tenants_admin
 
     admin = Admin(
@@ -162,6 +164,8 @@ def register_admin(app: Flask) -> Admin:
         csp_nonce_generator=csp_nonce,
     )
     register_tenants_admin(admin)
+    register_funding_dashboard(admin)
+    register_funding_admin(admin)
     register_auth_admin(admin)
     register_audit_admin(admin)
     app.extensions["itvsh_admin_views"] = {view.endpoint: view for view in admin._views}

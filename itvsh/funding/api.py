@@ -1,0 +1,3 @@
+"""Funding endpoints of the JSON API (on the API blueprint)."""
+
+from __future__ import annotations
