@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import csv
 import io
-import re
+from collections import namedtuple
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal, InvalidOperation
+from operator import itemgetter
 
 from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.orm import Session
@@ -43,6 +44,8 @@ KINDS = {
     "Stadt": MunicipalityKind.STADT,
     "kreisfreie Stadt": MunicipalityKind.KREISFREIE_STADT,
 }
+KIND_VALUES = {gemeindetyp: kind.value for gemeindetyp, kind in KINDS.items()}
+# The stored fields of a wanted municipality, in the order of ``Wanted``; the parents by key.
 FIELDS = (
     "ars",
     "name",
@@ -54,8 +57,24 @@ FIELDS = (
     "area_km2",
     "postcode",
 )
+# The same fields as the table has them (the parents by id), in the same order.
+COLUMNS = (
+    "ars",
+    "name",
+    "kind",
+    "kreis_id",
+    "amt_id",
+    "population",
+    "population_date",
+    "area_km2",
+    "postcode",
+)
+AUDITED = ("name", "population", "kind", "kreis_id", "amt_id")
 MAX_BYTES = 20 * 1024 * 1024
-_DIGITS = re.compile(r"^[0-9]+$")
+CENT = Decimal("0.01")
+
+Line = namedtuple("Line", REQUIRED_COLUMNS)  # the required cells of one line, stripped
+Wanted = namedtuple("Wanted", FIELDS)  # one municipality as the file wants it
 
 
 class TenantImportError(Exception):
@@ -64,6 +83,22 @@ class TenantImportError(Exception):
     def __init__(self, errors: list[str]):
         super().__init__("\n".join(errors))
         self.errors = errors
+
+
+@dataclass
+class ParsedList:
+    """The wanted municipalities by key, one dict per level in the order they are written: parents
+    first, as the Gemeinden's foreign keys need their ids. Each dict is in file order."""
+
+    kreise: dict[str, Wanted] = field(default_factory=dict)
+    aemter: dict[str, Wanted] = field(default_factory=dict)
+    gemeinden: dict[str, Wanted] = field(default_factory=dict)
+
+    def levels(self) -> tuple[dict[str, Wanted], ...]:
+        return (self.kreise, self.aemter, self.gemeinden)
+
+    def keys(self) -> set[str]:
+        return {*self.kreise, *self.aemter, *self.gemeinden}
 
 
 @dataclass
@@ -85,8 +120,14 @@ class ImportResult:
         return text
 
 
+def _is_number(value: str) -> bool:
+    """Only the digits 0-9, at least one (``str.isdigit`` alone also takes e.g. superscripts)."""
+    return value.isdigit() and value.isascii()
+
+
 def _digits(value: str, length: int) -> bool:
-    return len(value) == length and bool(_DIGITS.match(value)) and value.startswith(LAND_PREFIX)
+    """An official key: ``length`` digits 0-9 beginning with the Land's prefix."""
+    return len(value) == length and value.isdigit() and value.isascii() and value.startswith(LAND_PREFIX)
 
 
 def _decode(data: bytes) -> str:
@@ -104,8 +145,8 @@ def _decode(data: bytes) -> str:
         raise TenantImportError(errors) from None
 
 
-def parse(data: bytes) -> dict[str, dict]:
-    """Check the whole file; return the wanted rows by key, or raise TenantImportError with every bad line."""
+def parse(data: bytes) -> ParsedList:
+    """Check the whole file; return what it wants, or raise TenantImportError with every bad line."""
     text = _decode(data)
     reader = csv.reader(io.StringIO(text, newline=""))
     try:
@@ -123,213 +164,216 @@ def parse(data: bytes) -> dict[str, dict]:
                 f"(expected {','.join(REQUIRED_COLUMNS)})"
             ]
         )
-    index = {name: header.index(name) for name in REQUIRED_COLUMNS}
+    required_cells = itemgetter(*[header.index(name) for name in REQUIRED_COLUMNS])
     errors: list[str] = []
-    wanted: dict[str, dict] = {}
+    wanted = ParsedList()
     first_line: dict[str, int] = {}
     parent_names: dict[str, tuple[str, int]] = {}
-    line = 1
-    while True:
-        try:
-            cells = next(reader)
-        except StopIteration:
-            break
-        except csv.Error as exc:
-            errors.append(f"line {reader.line_num}: {exc}")
-            break
-        line = reader.line_num
-        if not any(c.strip() for c in cells):
-            continue
-        if len(cells) != len(header):
-            errors.append(f"line {line}: {len(cells)} fields, the header has {len(header)}")
-            continue
-        row = {name: cells[i].strip() for name, i in index.items()}
-        problems = _check_row(row)
-        ags = row["ags"]
-        if ags in first_line:
-            problems.append(f"duplicate AGS {ags} (first on line {first_line[ags]})")
-        for key, name, what in (
-            (row["kreis_ags"], row["kreis"], "Kreis"),
-            (row["amt_key"], row["amt"], "Amt"),
-        ):
-            if key and not problems:
-                known = parent_names.setdefault(key, (name, line))
-                if known[0] != name:
-                    problems.append(
-                        f"{what} {key} is named {name!r} here but {known[0]!r} on line {known[1]}"
-                    )
-        if problems:
-            errors.extend(f"line {line}: {p}" for p in problems)
-            continue
-        first_line[ags] = line
-        kind = KINDS[row["gemeindetyp"]]
-        kreisfrei = kind is MunicipalityKind.KREISFREIE_STADT
-        wanted[ags] = {
-            "key": ags,
-            "ars": row["ars"],
-            "name": row["name"],
-            "kind": kind.value,
-            "kreis_key": None if kreisfrei else row["kreis_ags"],
-            "amt_key": row["amt_key"] or None,
-            "population": int(row["population"]),
-            "population_date": date.fromisoformat(row["population_date"]),
-            "area_km2": Decimal(row["area_km2"]) if row["area_km2"] else None,
-            "postcode": row["plz"] or None,
-        }
-        if not kreisfrei:
-            wanted.setdefault(
-                row["kreis_ags"], _parent_row(row["kreis_ags"], row["kreis"], MunicipalityKind.KREIS)
-            )
-        if row["amt_key"]:
-            amt = _parent_row(row["amt_key"], row["amt"], MunicipalityKind.AMT)
-            amt["kreis_key"] = row["kreis_ags"]
-            wanted.setdefault(row["amt_key"], amt)
-    if not wanted and not errors:
+    try:
+        for cells in reader:
+            number = reader.line_num
+            cells = [cell.strip() for cell in cells]
+            if not any(cells):
+                continue
+            if len(cells) != len(header):
+                errors.append(f"line {number}: {len(cells)} fields, the header has {len(header)}")
+                continue
+            line = Line._make(required_cells(cells))
+            municipality, problems = _read_line(line)
+            ags = line.ags
+            if ags in first_line:
+                problems.append(f"duplicate AGS {ags} (first on line {first_line[ags]})")
+            if not problems and line.kreis_ags:
+                _check_parent_name(problems, parent_names, "Kreis", line.kreis_ags, line.kreis, number)
+            if not problems and line.amt_key:
+                _check_parent_name(problems, parent_names, "Amt", line.amt_key, line.amt, number)
+            if problems:
+                errors.extend(f"line {number}: {p}" for p in problems)
+                continue
+            first_line[ags] = number
+            _add_municipality(wanted, line, municipality)
+    except csv.Error as exc:  # the reader cannot go on after this line
+        errors.append(f"line {reader.line_num}: {exc}")
+    if not wanted.gemeinden and not errors:
         errors.append("line 1: the file has a header but no municipalities")
     if errors:
         raise TenantImportError(errors)
     return wanted
 
 
-def _parent_row(key: str, name: str, kind: MunicipalityKind) -> dict:
-    return {
-        "key": key,
-        "ars": None,
-        "name": name,
-        "kind": kind.value,
-        "kreis_key": None,
-        "amt_key": None,
-        "population": None,
-        "population_date": None,
-        "area_km2": None,
-        "postcode": None,
-    }
-
-
-def _check_row(row: dict) -> list[str]:
+def _read_line(line: Line) -> tuple[Wanted | None, list[str]]:
+    """The Gemeinde one line wants, or None and the line's problems on its own (the file-wide
+    checks are in ``parse``)."""
     problems = []
-    ags, kreis = row["ags"], row["kreis_ags"]
-    if not _digits(ags, 8):
+    (ags, ars, name, gemeindetyp, kreis_key, kreis, _kreisfrei, amt_key, amt, population,
+     population_date, area_km2, plz) = line  # fmt: skip
+    ags_ok = _digits(ags, 8)
+    if not ags_ok:
         problems.append(f"bad AGS {ags!r}: 8 digits beginning with {LAND_PREFIX}")
-    if not row["name"]:
+    if not name:
         problems.append("missing name")
-    if row["gemeindetyp"] not in KINDS:
-        problems.append(f"unknown gemeindetyp {row['gemeindetyp']!r} (expected {', '.join(KINDS)})")
-    if not _digits(kreis, 5) or (_digits(ags, 8) and ags[:5] != kreis) or not row["kreis"]:
+    if gemeindetyp not in KINDS:
+        problems.append(f"unknown gemeindetyp {gemeindetyp!r} (expected {', '.join(KINDS)})")
+    # A valid AGS begins with its Kreis's key; without one, the key must at least look like one.
+    kreis_key_ok = kreis_key == ags[:5] if ags_ok else _digits(kreis_key, 5)
+    if not kreis_key_ok or not kreis:
         problems.append(
-            f"unknown Kreis {kreis!r} {row['kreis']!r}: a named 5-digit key, the AGS's first five digits"
+            f"unknown Kreis {kreis_key!r} {kreis!r}: a named 5-digit key, the AGS's first five digits"
         )
-    if row["ars"] and (not _digits(row["ars"], 12) or row["ars"][:5] != ags[:5] or row["ars"][9:] != ags[5:]):
-        problems.append(f"bad ARS {row['ars']!r}: 12 digits, the AGS with the Verband key inside")
-    if row["amt_key"]:
-        if not _digits(row["amt_key"], 9) or row["amt_key"][:5] != kreis:
-            problems.append(f"bad Amt key {row['amt_key']!r}: 9 digits beginning with the Kreis key")
-        if not row["amt"]:
+    if ars and (not _digits(ars, 12) or ars[:5] != ags[:5] or ars[9:] != ags[5:]):
+        problems.append(f"bad ARS {ars!r}: 12 digits, the AGS with the Verband key inside")
+    if amt_key:
+        if not _digits(amt_key, 9) or amt_key[:5] != kreis_key:
+            problems.append(f"bad Amt key {amt_key!r}: 9 digits beginning with the Kreis key")
+        if not amt:
             problems.append("the Amt has no name")
-    if row["gemeindetyp"] == "kreisfreie Stadt" and row["amt_key"]:
-        problems.append("a kreisfreie Stadt belongs to no Amt")
-    population = row["population"]
-    if not _DIGITS.match(population or ""):
+        if gemeindetyp == "kreisfreie Stadt":
+            problems.append("a kreisfreie Stadt belongs to no Amt")
+    if not _is_number(population):
         problems.append(f"population {population!r} is not a whole number ≥ 0")
     try:
-        date.fromisoformat(row["population_date"])
+        day = date.fromisoformat(population_date)
     except ValueError:
-        problems.append(f"population_date {row['population_date']!r} is not a date (YYYY-MM-DD)")
-    if row["area_km2"]:
+        problems.append(f"population_date {population_date!r} is not a date (YYYY-MM-DD)")
+    area = None
+    if area_km2:
         try:
-            area = Decimal(row["area_km2"])
-            if not area.is_finite() or area < 0 or area.as_tuple().exponent < -2 or area >= 10_000_000:
+            area = Decimal(area_km2)
+            if not area.is_finite() or area < 0 or _more_than_cents(area) or area >= 10_000_000:
                 raise InvalidOperation
         except InvalidOperation:
-            problems.append(f"area_km2 {row['area_km2']!r} is not an area (e.g. 53.02)")
-    if row["plz"] and not (len(row["plz"]) == 5 and _DIGITS.match(row["plz"])):
-        problems.append(f"plz {row['plz']!r} is not a postcode (5 digits)")
-    return problems
+            problems.append(f"area_km2 {area_km2!r} is not an area (e.g. 53.02)")
+    if plz and not (len(plz) == 5 and _is_number(plz)):
+        problems.append(f"plz {plz!r} is not a postcode (5 digits)")
+    if problems:
+        return None, problems
+    kind = KIND_VALUES[gemeindetyp]
+    kreisfrei = kind == MunicipalityKind.KREISFREIE_STADT
+    municipality = Wanted(  # positional (in the order of FIELDS): it is faster
+        ars,
+        name,
+        kind,
+        None if kreisfrei else kreis_key,
+        amt_key or None,
+        int(population),
+        day,
+        area,
+        plz or None,
+    )
+    return municipality, problems
+
+
+def _more_than_cents(area: Decimal) -> bool:
+    """More than two decimal places as written ("53.020", "5302E-3"). The usual exactly two are told
+    apart without ``as_tuple()``, which costs more than all the other checks of a line."""
+    return not area.same_quantum(CENT) and area.as_tuple().exponent < -2
+
+
+def _check_parent_name(
+    problems: list[str], parent_names: dict, what: str, key: str, name: str, number: int
+) -> None:
+    """A Kreis or Amt must have one name throughout the file (the first line names it)."""
+    known = parent_names.get(key)
+    if known is None:
+        parent_names[key] = (name, number)
+    elif known[0] != name:
+        problems.append(f"{what} {key} is named {name!r} here but {known[0]!r} on line {known[1]}")
+
+
+def _add_municipality(wanted: ParsedList, line: Line, municipality: Wanted) -> None:
+    """A checked line's Gemeinde, and its Kreis and Amt unless an earlier line brought them."""
+    wanted.gemeinden[line.ags] = municipality
+    kreis_key, amt_key = municipality.kreis_key, municipality.amt_key  # no Kreis if kreisfrei
+    if kreis_key and kreis_key not in wanted.kreise:
+        wanted.kreise[kreis_key] = _parent(line.kreis, MunicipalityKind.KREIS, kreis_key=None)
+    if amt_key and amt_key not in wanted.aemter:
+        wanted.aemter[amt_key] = _parent(line.amt, MunicipalityKind.AMT, kreis_key=kreis_key)
+
+
+def _parent(name: str, kind: MunicipalityKind, kreis_key: str | None) -> Wanted:
+    return Wanted(
+        ars=None,
+        name=name,
+        kind=kind.value,
+        kreis_key=kreis_key,
+        amt_key=None,
+        population=None,
+        population_date=None,
+        area_km2=None,
+        postcode=None,
+    )
 
 
 def import_municipalities(session: Session, actor, data: bytes, source: str = "") -> ImportResult:
     """Check ``data`` and upsert it (see the module docstring). Raises TenantImportError, writing nothing."""
     wanted = parse(data)
     table = Municipality.__table__
-    existing = {
-        row.key: row
-        for row in session.execute(
-            select(
-                table.c.id,
-                table.c.key,
-                *[
-                    table.c[f]
-                    for f in (
-                        "ars",
-                        "name",
-                        "kind",
-                        "kreis_id",
-                        "amt_id",
-                        "population",
-                        "population_date",
-                        "area_km2",
-                        "postcode",
-                    )
-                ],
-            )
+    # key -> (id, the stored fields in the order of COLUMNS)
+    existing: dict[str, tuple[int, tuple]] = {
+        key: (id_, tuple(stored))
+        for id_, key, *stored in session.execute(
+            select(table.c.id, table.c.key, *[table.c[column] for column in COLUMNS])
         )
     }
     result = ImportResult()
-    key_of_id = {row.id: key for key, row in existing.items()}
-    ids = {key: row.id for key, row in existing.items()}
+    ids = {key: id_ for key, (id_, _stored) in existing.items()}
+    key_of_id = {id_: key for key, id_ in ids.items()}
     now = utcnow()
-    # Parents first: Kreise, then Ämter, then Gemeinden (their foreign keys need the ids).
-    order = (["kreis"], ["amt"], ["gemeinde", "stadt", "kreisfreie_stadt"])
-    for kinds in order:
+    for level in wanted.levels():
         new_rows, changed_rows = [], []
-        for key, want in wanted.items():
-            if want["kind"] not in kinds:
-                continue
-            values = {
-                "ars": want["ars"],
-                "name": want["name"],
-                "kind": want["kind"],
-                "kreis_id": ids.get(want["kreis_key"]) if want["kreis_key"] else None,
-                "amt_id": ids.get(want["amt_key"]) if want["amt_key"] else None,
-                "population": want["population"],
-                "population_date": want["population_date"],
-                "area_km2": want["area_km2"],
-                "postcode": want["postcode"],
-            }
+        for key, want in level.items():
+            kreis_id, amt_id = ids.get(want.kreis_key), ids.get(want.amt_key)
             old = existing.get(key)
             if old is None:
-                new_rows.append({"key": key, "created_at": now, **values})
+                new_rows.append(
+                    {
+                        "key": key,
+                        "ars": want.ars,
+                        "name": want.name,
+                        "kind": want.kind,
+                        "kreis_id": kreis_id,
+                        "amt_id": amt_id,
+                        "population": want.population,
+                        "population_date": want.population_date,
+                        "area_km2": want.area_km2,
+                        "postcode": want.postcode,
+                        "created_at": now,
+                    }
+                )
                 continue
-            diff = {f: (getattr(old, f), v) for f, v in values.items() if _differs(getattr(old, f), v)}
-            if not diff:
+            old_id, stored = old
+            values = (  # in the order of COLUMNS
+                want.ars,
+                want.name,
+                want.kind,
+                kreis_id,
+                amt_id,
+                want.population,
+                want.population_date,
+                want.area_km2,
+                want.postcode,
+            )
+            if stored == values:
                 result.unchanged += 1
                 continue
-            changed_rows.append({"b_id": old.id, "updated_at": now, **values})
-            audit_diff = {
-                f: [str(a) if a is not None else None, str(b) if b is not None else None]
-                for f, (a, b) in diff.items()
-                if f in ("name", "population", "kind", "kreis_id", "amt_id")
-            }
-            for f in ("kreis_id", "amt_id"):
-                if f in audit_diff:
-                    a, b = diff[f]
-                    audit_diff[f.removesuffix("_id")] = [key_of_id.get(a), key_of_id.get(b)]
-                    del audit_diff[f]
+            changed_rows.append({"b_id": old_id, "updated_at": now, **_by_column(values)})
+            audit_diff = _audited_changes(stored, values, key_of_id)
             if audit_diff:
                 result.changes.append({"key": key, **audit_diff})
         if new_rows:
             session.execute(insert(table), new_rows)
-            for row in session.execute(
-                select(table.c.id, table.c.key).where(table.c.key.in_([r["key"] for r in new_rows]))
-            ):
-                ids[row.key] = row.id
-                key_of_id[row.id] = row.key
             result.created += len(new_rows)
+            if level is not wanted.gemeinden:  # a Gemeinde is nobody's parent: its new id is not needed
+                for id_, key in session.execute(
+                    select(table.c.id, table.c.key).where(table.c.key.in_([r["key"] for r in new_rows]))
+                ):
+                    ids[key] = id_
+                    key_of_id[id_] = key
         if changed_rows:
             stmt = update(table).where(table.c.id == bindparam("b_id"))
             session.connection().execute(stmt, changed_rows)
             result.updated += len(changed_rows)
-    result.missing = sorted(set(existing) - set(wanted))
+    result.missing = sorted(set(existing) - wanted.keys())
     session.expire_all()  # ORM objects loaded before now must not shadow the new rows
     audit.record(
         session,
@@ -349,9 +393,20 @@ def import_municipalities(session: Session, actor, data: bytes, source: str = ""
     return result
 
 
-def _differs(old, new) -> bool:
-    if old is None or new is None:
-        return old is not new
-    if isinstance(new, Decimal):
-        return Decimal(old) != new
-    return old != new
+def _by_column(values: tuple) -> dict:
+    """Values in the order of COLUMNS as the bind parameters of a write."""
+    return dict(zip(COLUMNS, values, strict=True))
+
+
+def _audited_changes(stored: tuple, values: tuple, key_of_id: dict[int, str]) -> dict:
+    """The audited fields that change, as ``[old, new]`` text, then the Kreis and Amt by key."""
+    changes = {}
+    parents = {}
+    for column, old, new in zip(COLUMNS, stored, values, strict=True):
+        if column not in AUDITED or old == new:
+            continue
+        if column in ("kreis_id", "amt_id"):
+            parents[column.removesuffix("_id")] = [key_of_id.get(old), key_of_id.get(new)]
+        else:
+            changes[column] = [str(old) if old is not None else None, str(new) if new is not None else None]
+    return {**changes, **parents}

@@ -321,6 +321,33 @@ def test_a_renamed_amt_and_a_move_to_another_amt_are_updated(app):
     assert _tenant(ACHTERWEHR).name == "Achterwehr (neu)"
 
 
+def test_a_move_to_another_amt_is_audited_by_key_after_the_other_changes(app):
+    _import()
+    db.session.commit()
+    flintbek = "010585830"
+    newer = _with_changes({KRUMMWISCH: {"amt_key": flintbek, "amt": "Flintbek", "population": "700"}})
+    result = _import(newer)
+    db.session.commit()
+    assert (result.created, result.updated, result.unchanged) == (0, 1, 1200)
+    [change] = _import_events()[-1].after["changes"]
+    assert list(change.items()) == [
+        ("key", KRUMMWISCH),
+        ("population", ["681", "700"]),
+        ("amt", [ACHTERWEHR, flintbek]),
+    ]
+    assert _tenant(KRUMMWISCH).amt.key == flintbek
+
+
+def test_the_same_values_written_differently_change_nothing(app):
+    _import()
+    db.session.commit()
+    same = _with_changes(
+        {KRUMMWISCH: {"area_km2": "013.91", "name": " Krummwisch "}, FELDE: {"area_km2": "1388E-2"}}
+    )
+    result = _import(same)
+    assert (result.created, result.updated, result.unchanged) == (0, 0, 1201)
+
+
 def test_a_new_municipality_is_created(app):
     lines = list(LINES)
     del lines[_line_of(OTTENDORF) - 1]
@@ -381,6 +408,13 @@ MALFORMED = {
     "bad area": ({KRUMMWISCH: {"area_km2": "13,91"}}, "area_km2"),
     "bad Amt key": ({KRUMMWISCH: {"amt_key": "01058580"}}, "Amt"),
     "Amt named differently": ({KRUMMWISCH: {"amt": "Achterwehr-Land"}}, "Amt"),
+    "area with three decimals": ({KRUMMWISCH: {"area_km2": "13.910"}}, "area_km2"),
+    "area in thousandths": ({KRUMMWISCH: {"area_km2": "13910E-3"}}, "area_km2"),
+    "negative area": ({KRUMMWISCH: {"area_km2": "-13.91"}}, "area_km2"),
+    "population in other digits": ({KRUMMWISCH: {"population": "\uff16\uff18\uff11"}}, "population"),
+    "AGS in other digits": ({KRUMMWISCH: {"ags": "\u0660\u0661\u0660\u0665\u0668\u0660\u0669\u0663"}}, "AGS"),
+    "postcode with a superscript": ({KRUMMWISCH: {"plz": "2479²"}}, "plz"),
+    "kreisfreie Stadt in an Amt": ({KRUMMWISCH: {"gemeindetyp": "kreisfreie Stadt"}}, "kreisfreie"),
 }
 
 
