@@ -218,10 +218,10 @@ def main() -> int:
 
 
 def run_all(names: list[str]) -> int:
-    """`python -m bench [foundation] [tenants]`: the named benchmarks, by default all of them."""
-    from bench import tenants
+    """`python -m bench [foundation] [tenants] [funding]`: the named benchmarks, by default all of them."""
+    from bench import funding, tenants
 
-    benchmarks = {"foundation": main, "tenants": tenants.main}
+    benchmarks = {"foundation": main, "tenants": tenants.main, "funding": funding.main}
     unknown = [n for n in names if n not in benchmarks]
     if unknown:
         print(f"unknown benchmark(s) {', '.join(unknown)}; choose from {', '.join(benchmarks)}")

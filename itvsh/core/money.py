@@ -43,6 +43,9 @@ def parse_money(text: str, locale: str = "de", *, allow_negative: bool = False) 
     if lang not in _PATTERNS:
         lang = "de"
     raw = raw.replace("\u00a0", " ").replace("\u202f", " ")
+    negative = signed = False
+    if raw[:1] in ("+", "-", "\u2212"):  # a sign before the currency symbol: "-€0.01" (English)
+        negative, signed, raw = raw[0] != "+", True, raw[1:].strip()
     for symbol in ("€", "EUR"):
         if raw.endswith(symbol):
             raw = raw[: -len(symbol)].strip()
@@ -53,8 +56,7 @@ def parse_money(text: str, locale: str = "de", *, allow_negative: bool = False) 
         raise MoneyError(_("Please enter an amount."))
     if len(raw) > 40:
         raise MoneyError(_("This amount is too long to be an amount of money."))
-    negative = False
-    if raw[0] in "+-\u2212":
+    if raw[0] in "+-\u2212" and not signed:  # a second sign stays and fails the pattern below
         negative = raw[0] != "+"
         raw = raw[1:]
     lowered = raw.lower()

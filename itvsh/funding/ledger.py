@@ -470,6 +470,7 @@ def create_allocation(
         decision=decision_date,
         file=file_reference,
         due=proof_of_use_due,
+        note=note,
     )
     earlier = replayed(session, idempotency_key, "create_allocation", print_)
     if earlier is not None:
@@ -627,7 +628,8 @@ def _check_limits(
                 ),
                 field,
             )
-        category = session.get(BudgetCategory, allocation.category_id)
+        # the plan as it is now (under the year's lock), not as this session may have loaded it before
+        category = session.get(BudgetCategory, allocation.category_id, populate_existing=True)
         if category.fiscal_year_id == year.id:
             used = category_committed(session, year, category)
             if used + committed > category.planned_cents:
@@ -721,7 +723,7 @@ def approve(
     """Approve a draft (Bewilligung): book its amount as a commitment in its year."""
     _check_key(idempotency_key)
     year = _lock_allocation_year(session, allocation)
-    print_, earlier = _replay_booking(session, idempotency_key, "approve", allocation=allocation.id)
+    print_, earlier = _replay_booking(session, idempotency_key, "approve", allocation=allocation.id, on=on)
     if earlier is not None:
         return earlier
     if allocation.status != AllocationStatus.DRAFT:
@@ -770,7 +772,7 @@ def disburse(
         on,
         note,
         idempotency_key,
-        paid=amount_cents,
+        paid_sign=1,
     )
 
 
@@ -794,7 +796,7 @@ def repay(
         on,
         note,
         idempotency_key,
-        paid=-amount_cents,
+        paid_sign=-1,
     )
 
 
@@ -818,7 +820,7 @@ def release(
         on,
         note,
         idempotency_key,
-        committed=-amount_cents,
+        committed_sign=-1,
     )
 
 
@@ -832,11 +834,12 @@ def _money_booking(
     note,
     key,
     *,
-    committed: int = 0,
-    paid: int = 0,
+    committed_sign: int = 0,
+    paid_sign: int = 0,
 ) -> Booking:
     _check_key(key)
-    _check_amount(amount_cents, "amount_cents")
+    _check_amount(amount_cents, "amount_cents")  # before any arithmetic on it: text or None is refused
+    committed, paid = committed_sign * amount_cents, paid_sign * amount_cents
     year = _lock_allocation_year(session, allocation)
     print_, earlier = _replay_booking(
         session, key, kind.value, allocation=allocation.id, amount=amount_cents, on=on, note=note
@@ -892,7 +895,9 @@ def reverse(
     allocation = booking.allocation
     year = lock_year(session, booking.fiscal_year_id)
     session.refresh(allocation)
-    print_, earlier = _replay_booking(session, idempotency_key, "reverse", booking=booking.id, note=note)
+    print_, earlier = _replay_booking(
+        session, idempotency_key, "reverse", booking=booking.id, note=note, on=on
+    )
     if earlier is not None:
         return earlier
     if not (note or "").strip():
@@ -946,7 +951,13 @@ def reverse(
 
 
 def cancel(
-    session: Session, actor, allocation: Allocation, *, reason: str = "", idempotency_key: str | None = None
+    session: Session,
+    actor,
+    allocation: Allocation,
+    *,
+    reason: str = "",
+    on: date | None = None,
+    idempotency_key: str | None = None,
 ) -> Booking | None:
     """Cancel a draft, or an approved allocation nothing was paid on (its commitment is released)."""
     _check_key(idempotency_key)
@@ -979,6 +990,7 @@ def cancel(
                 BookingKind.RELEASE,
                 figures.committed_cents,
                 committed=-figures.committed_cents,
+                booked_on=on,
                 note=reason or "Storniert / cancelled",
             )
     _set_status(session, actor, allocation, AllocationStatus.CANCELLED, reason=(reason or "").strip())
@@ -1038,6 +1050,7 @@ def open_commitments(session: Session, fiscal_year: FiscalYear) -> list[OpenComm
         .group_by(Allocation.id)
         .having(func.sum(Booking.committed_delta_cents) - func.sum(Booking.paid_delta_cents) > 0)
         .order_by(Allocation.id)
+        .execution_options(populate_existing=True)  # as they are now, not as loaded before the lock
     ).all()
     return [OpenCommitment(allocation, int(c), int(p)) for allocation, c, p in rows]
 
@@ -1096,7 +1109,18 @@ def close_year(
             )
             released += 1
             released_cents += amount
-            _refresh_status(session, actor, allocation)
+            figures = allocation_figures(session, allocation)
+            if allocation.status in ACTIVE and figures.committed_cents == 0 and figures.paid_cents == 0:
+                # nothing is left of it: cancelled (it could not be cancelled later, in a closed year)
+                _set_status(
+                    session,
+                    actor,
+                    allocation,
+                    AllocationStatus.CANCELLED,
+                    reason=f"Jahresabschluss {year.year}",
+                )
+            else:
+                _refresh_status(session, actor, allocation)
         else:
             out = _book(
                 session,
