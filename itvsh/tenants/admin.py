@@ -28,6 +28,7 @@ from sqlalchemy.orm import aliased, joinedload
 from itvsh.core.admin import SecureModelView
 from itvsh.core.rules import RuleViolation
 from itvsh.extensions import db
+from itvsh.funding.dashboard import municipality_funding
 from itvsh.tenants import services
 from itvsh.tenants.forms import (
     CONTACT_FORM_FIELDS,
@@ -260,6 +261,7 @@ class MunicipalityView(SecureModelView):
             get_value=self.get_detail_value,
             today=date.today(),
             **gather(municipality),
+            **municipality_funding(db.session, municipality),
         )
 
     @expose("/membership/", methods=("POST",))
