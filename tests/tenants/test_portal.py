@@ -202,7 +202,6 @@ def test_later_sections_say_there_is_nothing_yet(app, client, login_as, world):
     body = text_of(client.get("/portal/"))
     nothing = translated(app, "Nothing yet.")
     for heading, msgid in (
-        ("support-heading", "Support allocated and paid"),
         ("projects-heading", "Projects"),
         ("staff-heading", "Staff working for you"),
         ("ozg-heading", "OZG status"),
