@@ -19,6 +19,7 @@ from urllib.parse import urlencode
 from flask import Flask
 from sqlalchemy import select
 
+from itvsh.api import MAX_PER_PAGE as API_MAX_PER_PAGE
 from itvsh.auth.roles import Role
 from itvsh.core.access import PUBLIC, declared_roles
 from itvsh.core.tenancy import ALL, TenantOwned, pop_scope, push_scope
@@ -106,6 +107,7 @@ def build_world(session, actor: str = "isolation-test") -> World:
     from itvsh.auth.models import ApiToken, User
     from itvsh.core.audit import AuditEvent
     from itvsh.demo import shipped_list
+    from itvsh.funding.models import Allocation, Booking, BudgetCategory, FiscalYear
     from itvsh.tenants import services as tenant_services
     from itvsh.tenants.importer import import_municipalities
     from itvsh.tenants.models import Membership, Municipality, MunicipalityContact
@@ -133,6 +135,7 @@ def build_world(session, actor: str = "isolation-test") -> World:
             tenant_services.save_contact(session, actor, contact, None)
             canaries[key] = Canary(key, token, phone)
             contacts[key] = contact
+        funding = _funding_canaries(session, actor, tenants, canaries)
         users, emails = {}, {}
         for identity in IDENTITIES:
             if identity.anonymous:
@@ -168,6 +171,7 @@ def build_world(session, actor: str = "isolation-test") -> World:
             "user_id": users["A"],
             "api_token_id": token_id,
             "audit_event_id": event_id,
+            **funding,
         }
         return World(
             users=users,
@@ -184,10 +188,61 @@ def build_world(session, actor: str = "isolation-test") -> World:
                 User: "user_id",
                 ApiToken: "api_token_id",
                 AuditEvent: "audit_event_id",
+                FiscalYear: "fiscal_year_id",
+                BudgetCategory: "category_id",
+                Allocation: "allocation_id",
+                Booking: "booking_id",
             },
         )
     finally:
         pop_scope(session, previous)
+
+
+def _funding_canaries(session, actor, tenants, canaries) -> dict:
+    """An open year, and for each member canary tenant an approved, part-paid allocation whose
+    purpose, file reference and payment note carry the tenant's canary. Returns A's ids."""
+    from itvsh.funding import ledger
+    from itvsh.funding.models import BudgetCategory
+    from itvsh.tenants import services as tenant_services
+
+    year = ledger.get_year(session, date.today().year)
+    if year is None:
+        year = ledger.create_fiscal_year(session, actor, date.today().year)
+        ledger.open_year(session, actor, year)
+    category = (
+        session.execute(
+            select(BudgetCategory).where(BudgetCategory.fiscal_year_id == year.id).order_by(BudgetCategory.id)
+        )
+        .scalars()
+        .first()
+    )
+    values = {}
+    for key, municipality in tenants.items():
+        if not tenant_services.is_current_member(session, municipality.id):
+            continue
+        token = canaries[key].token
+        allocation = ledger.create_allocation(
+            session,
+            actor,
+            fiscal_year=year,
+            category=category,
+            recipient_kind="member",
+            municipality=municipality,
+            purpose=f"Canary {token}",
+            amount_cents=1_000_00,
+            file_reference=f"AZ-{token}",
+        )
+        ledger.approve(session, actor, allocation)
+        payment = ledger.disburse(session, actor, allocation, 400_00, note=f"Canary {token}")
+        if key == A_KEY:
+            values = {
+                "fiscal_year": year.year,
+                "fiscal_year_id": year.id,
+                "category_id": category.id,
+                "allocation_id": allocation.id,
+                "booking_id": payment.id,
+            }
+    return values
 
 
 # --- the plan ---------------------------------------------------------------------------------
@@ -196,6 +251,7 @@ def build_world(session, actor: str = "isolation-test") -> World:
 # declared with tenant_params (or added here deliberately): the harness refuses to guess.
 UNTYPED_PARAMS: dict[str, tuple] = {
     "export_type": ("csv", "xlsx"),
+    "year": (date.today().year,),  # a fiscal year: its totals are public money
 }
 # Undeclared parameters that still name A's objects (admin-only routes need no tenant_params).
 UNDECLARED_KINDS = {
@@ -203,7 +259,9 @@ UNDECLARED_KINDS = {
 }
 # Tenant-param kinds naming public master data (another tenant may read it, without private parts);
 # every other kind names a private object, which another tenant's user must get 404 for.
-PUBLIC_KINDS = frozenset({"municipality_key", "municipality_id"})
+PUBLIC_KINDS = frozenset(
+    {"municipality_key", "municipality_id", "fiscal_year", "fiscal_year_id", "category_id"}
+)
 SKIPPED_METHODS = frozenset({"HEAD", "OPTIONS"})
 HACKED = "HACKED by the isolation harness"
 
@@ -321,6 +379,10 @@ def _probes_for(app, rule, views, world, where) -> list[Probe]:
         if name not in rule.arguments:
             query[name] = _value(world, kind, where)
             kinds.append(kind)
+    if rule.rule.startswith("/api/") and "GET" in methods and not rule.arguments:
+        # API lists: the largest page, so a leak (or a positive control's canary) is not hidden
+        # behind the first page of newer rows
+        query["per_page"] = API_MAX_PER_PAGE
     view_name = rule.endpoint.split(".", 1)[1] if "." in rule.endpoint else rule.endpoint
     body_variants: list[tuple] = [()]
     if admin_view is not None and hasattr(admin_view, "model"):

@@ -56,6 +56,7 @@ def _shape(rule: str) -> str:
 # (admin, API). Each must answer 200 WITH A's canary. Later issues add their routes here.
 POSITIVE_CONTROLS = (
     ("/portal/", {"A"}),
+    ("/portal/funding/", {"A"}),
     ("/portal/municipalities/<>", {"A"}),
     ("/api/v1/municipalities/<>", {"A"} | FEDERATION_READERS),
     ("municipalities.details_view", FEDERATION_READERS),
@@ -66,6 +67,13 @@ POSITIVE_CONTROLS = (
     ("audit_events.details_view", {"admin", "auditor"}),
     ("audit_events.export", {"admin", "auditor"}),
     ("api.list_audit_events", {"admin", "auditor"}),
+    ("/api/v1/allocations/<>", {"A"} | FEDERATION_READERS),
+    ("api.list_allocations", {"A"} | FEDERATION_READERS),
+    ("api.list_bookings", {"A"} | FEDERATION_READERS),
+    ("funding_allocations.index_view", FEDERATION_READERS),
+    ("funding_allocations.details_view", FEDERATION_READERS),
+    ("funding_bookings.index_view", FEDERATION_READERS),
+    ("municipalities.details_view", FEDERATION_READERS),
 )
 # Routes the issue names: the harness must walk them (they are where the tenants issue shows
 # private data).
@@ -377,8 +385,8 @@ def test_a_route_whose_parameters_the_harness_cannot_fill_fails_the_plan(world_a
         return "ok"
 
     @roles_allowed(Role.MUNICIPALITY)
-    @tenant_params(allocation_id="allocation_id")
-    def allocation(allocation_id):
+    @tenant_params(assignment_id="assignment_id")
+    def assignment(assignment_id):
         return "ok"
 
     @public
@@ -386,12 +394,12 @@ def test_a_route_whose_parameters_the_harness_cannot_fill_fails_the_plan(world_a
         return "ok"
 
     app.add_url_rule("/test/mystery/<int:thing_id>", "test_mystery", mystery)
-    app.add_url_rule("/test/allocations/<int:allocation_id>", "test_allocation", allocation)
+    app.add_url_rule("/test/assignments/<int:assignment_id>", "test_assignment", assignment)
     app.add_url_rule("/test/fine/<key>", "test_fine", tenant_params(key="municipality_key")(fine))
     probes, problems = plan(app, world)
     assert len(problems) == 2, problems
     assert any("/test/mystery/<int:thing_id>" in p and "'thing_id'" in p for p in problems)
-    assert any("/test/allocations/<int:allocation_id>" in p and "'allocation_id'" in p for p in problems)
+    assert any("/test/assignments/<int:assignment_id>" in p and "'assignment_id'" in p for p in problems)
     assert [p.url for p in probes if p.endpoint == "test_fine"] == [f"/test/fine/{A_KEY}"]
 
 
