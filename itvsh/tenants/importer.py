@@ -250,7 +250,7 @@ def _read_line(line: Line) -> tuple[Wanted | None, list[str]]:
     kind = KIND_VALUES[gemeindetyp]
     kreisfrei = kind == MunicipalityKind.KREISFREIE_STADT
     municipality = Wanted(  # positional (in the order of FIELDS): it is faster
-        ars,
+        ars or None,  # no ARS is NULL, not "" (which the unique index would allow only once)
         name,
         kind,
         None if kreisfrei else kreis_key,

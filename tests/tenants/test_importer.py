@@ -359,6 +359,13 @@ def test_a_new_municipality_is_created(app):
     assert _tenant(OTTENDORF).amt.key == ACHTERWEHR
 
 
+def test_lines_without_an_ars_are_imported_without_one(app):
+    """An empty ARS is no ARS (NULL), so several lines may lack one (the ARS is unique)."""
+    _import(_with_changes({OTTENDORF: {"ars": ""}, FELDE: {"ars": ""}}))
+    db.session.commit()
+    assert _tenant(OTTENDORF).ars is None and _tenant(FELDE).ars is None
+
+
 def test_municipality_missing_from_a_newer_list_is_reported_not_deleted(app):
     _import()
     set_scope(db.session, ALL)
