@@ -12,21 +12,31 @@ from itvsh.auth import services
 from itvsh.auth.models import User
 from itvsh.core.db import ReadOnlyWorkError, begin_write, read_only_work
 from itvsh.extensions import db
-from tests.conftest import TEST_DATABASE_URL, migrated_database
+from tests.conftest import TEST_DATABASE_URL, drop_database, migrated_database
 from tests.conftest import test_config as config_for
 
 PASSWORD = "a long enough test password"
 
 
 @pytest.fixture
-def sqlite_app(tmp_path_factory):
-    if TEST_DATABASE_URL:
-        pytest.skip("SQLite's transaction modes; the PostgreSQL run covers FOR UPDATE elsewhere")
+def committed_app(tmp_path_factory):
+    """An app on its own migrated database (committed, not rolled back), with one staff user."""
     url = migrated_database(tmp_path_factory, "modes")
     app = create_app(config_for(url))
     with app.app_context():
         services.create_user(db.session, "test", email="staff@modes.example", role="staff", password=PASSWORD)
         db.session.commit()
+    yield app, url
+    with app.app_context():
+        db.engine.dispose()
+    drop_database(url)
+
+
+@pytest.fixture
+def sqlite_app(committed_app):
+    if TEST_DATABASE_URL:
+        pytest.skip("SQLite's transaction modes; the PostgreSQL run covers FOR UPDATE elsewhere")
+    app, url = committed_app
     return app, url.removeprefix("sqlite:///")
 
 
@@ -54,8 +64,9 @@ def test_get_pages_answer_while_another_connection_holds_the_write_lock(sqlite_a
         writer.close()
 
 
-def test_a_write_in_read_only_work_is_refused_until_begin_write(sqlite_app):
-    app, _path = sqlite_app
+def test_a_write_in_read_only_work_is_refused_until_begin_write(committed_app):
+    """On every database, so the suite finds a GET view that writes without begin_write()."""
+    app, _url = committed_app
     with app.app_context(), read_only_work():
         user = db.session.execute(select(User)).scalar_one()
         user.locale = "en"
