@@ -77,6 +77,8 @@ def register_blueprints(app: Flask) -> None:
     from itvsh.core.health import bp as health_bp
     from itvsh.funding import api as funding_api  # noqa: F401  (endpoints on the API blueprint)
     from itvsh.funding.portal import bp as funding_portal_bp
+    from itvsh.staffing import api as staffing_api  # noqa: F401  (endpoints on the API blueprint)
+    from itvsh.staffing.portal import bp as staffing_portal_bp
     from itvsh.tenants import api as tenants_api  # noqa: F401  (endpoints on the API blueprint)
     from itvsh.tenants.views import bp as portal_bp
 
@@ -84,6 +86,7 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(health_bp)
     app.register_blueprint(portal_bp)
     app.register_blueprint(funding_portal_bp)
+    app.register_blueprint(staffing_portal_bp)
     app.register_blueprint(api_bp)
 
 
@@ -103,9 +106,11 @@ def register_commands(app: Flask) -> None:
     from itvsh.auth.cli import users_cli
     from itvsh.core.cli import audit_cli
     from itvsh.demo import demo_command
+    from itvsh.staffing.cli import staff_cli
     from itvsh.tenants.cli import tenants_cli
 
     app.cli.add_command(users_cli)
     app.cli.add_command(audit_cli)
     app.cli.add_command(demo_command)
     app.cli.add_command(tenants_cli)
+    app.cli.add_command(staff_cli)

@@ -1,0 +1,1 @@
+"""Staffing: seconded staff, their secondments and assignments, capacity, and personnel cost."""

@@ -1,0 +1,5 @@
+"""Admin views of staffing."""
+
+
+def register(admin) -> None:
+    pass
