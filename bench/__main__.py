@@ -218,10 +218,16 @@ def main() -> int:
 
 
 def run_all(names: list[str]) -> int:
-    """`python -m bench [foundation] [tenants] [funding]`: the named benchmarks, by default all of them."""
-    from bench import funding, tenants
+    """`python -m bench [foundation] [tenants] [funding] [staffing]`: the named benchmarks, by default
+    all of them."""
+    from bench import funding, staffing, tenants
 
-    benchmarks = {"foundation": main, "tenants": tenants.main, "funding": funding.main}
+    benchmarks = {
+        "foundation": main,
+        "tenants": tenants.main,
+        "funding": funding.main,
+        "staffing": staffing.main,
+    }
     unknown = [n for n in names if n not in benchmarks]
     if unknown:
         print(f"unknown benchmark(s) {', '.join(unknown)}; choose from {', '.join(benchmarks)}")

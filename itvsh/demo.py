@@ -41,6 +41,7 @@ from itvsh.funding.models import (
     RecipientKind,
     YearStatus,
 )
+from itvsh.staffing.demo import load_staffing
 from itvsh.tenants import services as tenant_services
 from itvsh.tenants.importer import import_municipalities
 from itvsh.tenants.models import Membership, Municipality, MunicipalityContact, MunicipalityKind
@@ -141,6 +142,7 @@ def load_demo(session, *, today: date | None = None) -> list[str]:
             )
             created.append(f"user {email}")
     created.extend(load_funding(session, today))
+    created.extend(load_staffing(session, today))
     return created
 
 

@@ -155,6 +155,7 @@ def register_admin(app: Flask) -> Admin:
     from itvsh.funding.admin import register as register_funding_admin
     from itvsh.funding.dashboard import register as register_funding_dashboard
     from itvsh.staffing.admin import register as register_staffing_admin
+    from itvsh.staffing.capacity import register as register_staffing_capacity
     from itvsh.tenants.admin import register as register_tenants_admin
 
     admin = Admin(
@@ -168,6 +169,7 @@ def register_admin(app: Flask) -> Admin:
     register_funding_dashboard(admin)
     register_funding_admin(admin)
     register_staffing_admin(admin)
+    register_staffing_capacity(admin)
     register_auth_admin(admin)
     register_audit_admin(admin)
     app.extensions["itvsh_admin_views"] = {view.endpoint: view for view in admin._views}
