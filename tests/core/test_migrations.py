@@ -35,6 +35,11 @@ TABLES = {
     "allocations",
     "bookings",
     "idempotency_keys",
+    "settings",
+    "staff_members",
+    "secondments",
+    "assignments",
+    "staff_costs",
 }
 
 
