@@ -91,7 +91,7 @@ def pieces(periods: Iterable[Period], start: date, end: date) -> Iterator[Piece]
             continue
         next_day = days[index + 1] if index + 1 < len(days) else _day_after(end)
         last = min(end, next_day - timedelta(days=1)) if next_day is not None else end
-        ordered = sorted(active.values(), key=lambda p: (p.start, str(p.ref)))
+        ordered = sorted(active.values(), key=lambda p: (p.start, getattr(p.ref, "id", None) or 0))
         yield Piece(day, last, sum(p.share for p in ordered), [p.ref for p in ordered])
 
 
