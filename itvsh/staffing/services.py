@@ -480,7 +480,7 @@ def check_assignment(
         for a in _assignments_of(session, member.id, secondment.id)
         if (own is None or a.id != own.id) and overlaps(start, end, a.starts_on, a.ends_on)
     ]
-    candidate = Period(start, end, share, own)
+    candidate = Period(start, end, share, None)  # not named among the conflicts: it is the change itself
     excess = first_excess([*others, candidate], secondment.fte, start, end)
     if excess is not None:
         raise RuleViolation(_over_planned_message(member, excess, secondment.fte), "fte")
