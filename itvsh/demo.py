@@ -41,7 +41,7 @@ from itvsh.funding.models import (
     RecipientKind,
     YearStatus,
 )
-from itvsh.staffing.demo import load_staffing
+from itvsh.staffing.demo import book_staff_costs, load_staffing
 from itvsh.tenants import services as tenant_services
 from itvsh.tenants.importer import import_municipalities
 from itvsh.tenants.models import Membership, Municipality, MunicipalityContact, MunicipalityKind
@@ -141,8 +141,8 @@ def load_demo(session, *, today: date | None = None) -> list[str]:
                 session, DEMO_ACTOR, email=email, role=role, password=password, tenant_key=tenant
             )
             created.append(f"user {email}")
+    created.extend(load_staffing(session, today))  # first: the funding demo books the staff cost
     created.extend(load_funding(session, today))
-    created.extend(load_staffing(session, today))
     return created
 
 
@@ -267,6 +267,7 @@ class _FundingDemo:
             self.federation(year, when)
             self.distribution(year, when)
             self.grants(year, when)
+            book_staff_costs(self.session, DEMO_ACTOR, year, self.today)  # federation-borne secondments
             if not when.current:
                 self.close(year)
 

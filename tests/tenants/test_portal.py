@@ -203,7 +203,6 @@ def test_later_sections_say_there_is_nothing_yet(app, client, login_as, world):
     nothing = translated(app, "Nothing yet.")
     for heading, msgid in (
         ("projects-heading", "Projects"),
-        ("staff-heading", "Staff working for you"),
         ("ozg-heading", "OZG status"),
     ):
         block = section(body, heading)
