@@ -29,6 +29,7 @@ from itvsh.core.admin import SecureModelView
 from itvsh.core.rules import RuleViolation
 from itvsh.extensions import db
 from itvsh.funding.dashboard import municipality_funding
+from itvsh.staffing.admin import municipality_staff
 from itvsh.tenants import services
 from itvsh.tenants.forms import (
     CONTACT_FORM_FIELDS,
@@ -262,6 +263,7 @@ class MunicipalityView(SecureModelView):
             today=date.today(),
             **gather(municipality),
             **municipality_funding(db.session, municipality),
+            **municipality_staff(db.session, municipality),
         )
 
     @expose("/membership/", methods=("POST",))
