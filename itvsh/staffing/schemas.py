@@ -39,6 +39,11 @@ def _shown(member, value: str) -> str:
     return value if names_shown() else member.pseudonym
 
 
+def home_authority(member) -> str | None:
+    """The home authority only where names are shown: with two people, it would name them."""
+    return member.home_authority if names_shown() else None
+
+
 def person_name(member) -> str:
     return _shown(member, member.name)
 
@@ -124,7 +129,11 @@ class StaffMemberSchema(Schema):
     id = fields.Integer(dump_only=True)
     name = fields.Function(person_name, dump_only=True, metadata={"type": "string"})
     work_email = fields.Function(person_email, dump_only=True, metadata={"type": "string"})
-    home_authority = fields.String(dump_only=True, metadata={"description": "Stammdienststelle"})
+    home_authority = fields.Function(
+        home_authority,
+        dump_only=True,
+        metadata={"type": "string", "description": "Stammdienststelle (null where names are hidden)"},
+    )
     pseudonym = fields.String(dump_only=True, metadata={"description": "stable, e.g. MA-7K2P9Q"})
     annual_cost_cents = _cents_out(
         "personnel cost of one full-time year (null: not on record)", allow_none=True
@@ -254,7 +263,9 @@ class AssignmentSchema(MemberAssignmentSchema):
         lambda a: a.staff_member.pseudonym, dump_only=True, metadata={"type": "string"}
     )
     home_authority = fields.Function(
-        lambda a: a.staff_member.home_authority, dump_only=True, metadata={"type": "string"}
+        lambda a: home_authority(a.staff_member),
+        dump_only=True,
+        metadata={"type": "string", "description": "null where names are hidden"},
     )
     annual_cost_cents = fields.Function(
         lambda a: a.staff_member.annual_cost_cents,

@@ -593,7 +593,7 @@ def test_auditors_read_everything_by_pseudonym_and_never_write(client, as_user, 
     )
     detail = get(client, f"/api/v1/staff/{person.id}")
     assert (detail["name"], detail["work_email"]) == (pseudonym, pseudonym)
-    assert "notes" not in detail
+    assert "notes" not in detail and detail["home_authority"] is None
     assert {s["name"] for s in get(client, "/api/v1/secondments")["items"]} == {pseudonym}
     assignments = get(client, "/api/v1/assignments")["items"]
     assert len(assignments) == 3
@@ -625,6 +625,7 @@ def test_auditors_read_everything_by_pseudonym_and_never_write(client, as_user, 
     [listed] = get(client, "/api/v1/staff")["items"]
     assert (listed["name"], listed["work_email"]) == ("Anna Beispiel", "anna.beispiel@itv-sh.example")
     assert get(client, f"/api/v1/staff/{person.id}")["notes"] == ""
+    assert get(client, f"/api/v1/staff/{person.id}")["home_authority"] == person.home_authority
 
 
 # --- capacity ---------------------------------------------------------------------------------------
