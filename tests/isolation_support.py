@@ -108,6 +108,7 @@ def build_world(session, actor: str = "isolation-test") -> World:
     from itvsh.core.audit import AuditEvent
     from itvsh.demo import shipped_list
     from itvsh.funding.models import Allocation, Booking, BudgetCategory, FiscalYear
+    from itvsh.staffing.models import Assignment, Secondment, StaffMember
     from itvsh.tenants import services as tenant_services
     from itvsh.tenants.importer import import_municipalities
     from itvsh.tenants.models import Membership, Municipality, MunicipalityContact
@@ -136,6 +137,7 @@ def build_world(session, actor: str = "isolation-test") -> World:
             canaries[key] = Canary(key, token, phone)
             contacts[key] = contact
         funding = _funding_canaries(session, actor, tenants, canaries)
+        staffing = _staffing_canaries(session, actor, tenants, canaries)
         users, emails = {}, {}
         for identity in IDENTITIES:
             if identity.anonymous:
@@ -172,6 +174,7 @@ def build_world(session, actor: str = "isolation-test") -> World:
             "api_token_id": token_id,
             "audit_event_id": event_id,
             **funding,
+            **staffing,
         }
         return World(
             users=users,
@@ -192,6 +195,9 @@ def build_world(session, actor: str = "isolation-test") -> World:
                 BudgetCategory: "category_id",
                 Allocation: "allocation_id",
                 Booking: "booking_id",
+                StaffMember: "staff_id",
+                Secondment: "secondment_id",
+                Assignment: "assignment",
             },
         )
     finally:
@@ -245,6 +251,49 @@ def _funding_canaries(session, actor, tenants, canaries) -> dict:
     return values
 
 
+def _staffing_canaries(session, actor, tenants, canaries) -> dict:
+    """One seconded person working a tenth of their time for each member canary tenant; the
+    assignment's role text carries the tenant's canary (a member's staff assignments are its
+    private data; the person's name is not). Returns A's ids."""
+    from itvsh.staffing import services
+    from itvsh.tenants import services as tenant_services
+
+    person = services.create_staff_member(
+        session,
+        actor,
+        name="Isolation Person",
+        work_email=f"iso-person-{secrets.token_hex(4)}@itv-sh.example",
+        annual_cost_cents=70_000_00,
+    )
+    secondment = services.create_secondment(
+        session,
+        actor,
+        staff_member=person,
+        instrument="abordnung",
+        starts_on=date(2019, 1, 1),
+        ends_on=None,
+        fte=1000,
+        cost_bearer="federation",
+    )
+    values = {"staff_id": person.id, "secondment_id": secondment.id}
+    for key, municipality in tenants.items():
+        if not tenant_services.is_current_member(session, municipality.id):
+            continue
+        assignment = services.create_assignment(
+            session,
+            actor,
+            staff_member=person,
+            municipality=municipality,
+            starts_on=date(2019, 1, 1),
+            ends_on=None,
+            fte=100,
+            role=f"Canary {canaries[key].token}",
+        )
+        if key == A_KEY:
+            values["assignment"] = assignment.id
+    return values
+
+
 # --- the plan ---------------------------------------------------------------------------------
 
 # Route parameters that name no tenant's object, and how to fill them. Anything else must be
@@ -256,6 +305,8 @@ UNTYPED_PARAMS: dict[str, tuple] = {
 # Undeclared parameters that still name A's objects (admin-only routes need no tenant_params).
 UNDECLARED_KINDS = {
     "user_id": "user_id",
+    "staff_id": "staff_id",  # the staff register and secondments: federation data, no tenant's
+    "secondment_id": "secondment_id",
 }
 # Tenant-param kinds naming public master data (another tenant may read it, without private parts);
 # every other kind names a private object, which another tenant's user must get 404 for.
