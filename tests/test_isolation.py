@@ -74,6 +74,8 @@ POSITIVE_CONTROLS = (
     ("funding_allocations.details_view", FEDERATION_READERS),
     ("funding_bookings.index_view", FEDERATION_READERS),
     ("/portal/staff/", {"A"}),
+    ("assignments.index_view", FEDERATION_READERS),
+    ("assignments.export", FEDERATION_READERS),
     ("api.list_assignments", {"A"} | FEDERATION_READERS),
     ("api.get_assignment", {"A"} | FEDERATION_READERS),
     ("municipalities.details_view", FEDERATION_READERS),
