@@ -39,11 +39,12 @@ PRIVATE_FIELDS = {"pseudonym", "home_authority", "annual_cost_cents", "notes", "
 
 @pytest.fixture
 def as_user(client, csrf, login_as):
-    """Log in as a new user of ``role``; returns the headers a cookie-session write needs."""
+    """Log in as a new user of ``role`` who reads English (the messages checked below are the
+    msgids); returns the headers a cookie-session write needs."""
     token = csrf()
 
     def login(role: str, tenant: str | None = None) -> dict[str, str]:
-        login_as(role, tenant)
+        login_as(role, tenant, locale="en")
         set_scope(db.session, ALL)
         return {"X-CSRFToken": token}
 
