@@ -220,13 +220,14 @@ def main() -> int:
 def run_all(names: list[str]) -> int:
     """`python -m bench [foundation] [tenants] [funding] [staffing]`: the named benchmarks, by default
     all of them."""
-    from bench import funding, staffing, tenants
+    from bench import funding, monitoring, staffing, tenants
 
     benchmarks = {
         "foundation": main,
         "tenants": tenants.main,
         "funding": funding.main,
         "staffing": staffing.main,
+        "monitoring": monitoring.main,
     }
     unknown = [n for n in names if n not in benchmarks]
     if unknown:

@@ -77,6 +77,9 @@ def register_blueprints(app: Flask) -> None:
     from itvsh.core.health import bp as health_bp
     from itvsh.funding import api as funding_api  # noqa: F401  (endpoints on the API blueprint)
     from itvsh.funding.portal import bp as funding_portal_bp
+    from itvsh.projects import api as projects_api  # noqa: F401  (endpoints on the API blueprint)
+    from itvsh.projects.monitoring import bp as monitoring_bp
+    from itvsh.projects.portal import bp as projects_portal_bp
     from itvsh.staffing import api as staffing_api  # noqa: F401  (endpoints on the API blueprint)
     from itvsh.staffing.portal import bp as staffing_portal_bp
     from itvsh.tenants import api as tenants_api  # noqa: F401  (endpoints on the API blueprint)
@@ -87,6 +90,8 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(portal_bp)
     app.register_blueprint(funding_portal_bp)
     app.register_blueprint(staffing_portal_bp)
+    app.register_blueprint(projects_portal_bp)
+    app.register_blueprint(monitoring_bp)
     app.register_blueprint(api_bp)
 
 
@@ -106,6 +111,7 @@ def register_commands(app: Flask) -> None:
     from itvsh.auth.cli import users_cli
     from itvsh.core.cli import audit_cli
     from itvsh.demo import demo_command
+    from itvsh.projects.cli import ozg_cli
     from itvsh.staffing.cli import staff_cli
     from itvsh.tenants.cli import tenants_cli
 
@@ -114,3 +120,4 @@ def register_commands(app: Flask) -> None:
     app.cli.add_command(demo_command)
     app.cli.add_command(tenants_cli)
     app.cli.add_command(staff_cli)
+    app.cli.add_command(ozg_cli)

@@ -41,6 +41,7 @@ from itvsh.funding.models import (
     RecipientKind,
     YearStatus,
 )
+from itvsh.projects.demo import load_projects
 from itvsh.staffing.demo import book_staff_costs, load_staffing
 from itvsh.tenants import services as tenant_services
 from itvsh.tenants.importer import import_municipalities
@@ -142,6 +143,7 @@ def load_demo(session, *, today: date | None = None) -> list[str]:
             )
             created.append(f"user {email}")
     created.extend(load_staffing(session, today))  # first: the funding demo books the staff cost
+    created.extend(load_projects(session, today))  # before funding: its years fund the projects
     created.extend(load_funding(session, today))
     return created
 

@@ -54,11 +54,19 @@ DEFAULT_CATEGORIES = (
     ("infrastruktur", "Infrastruktur", 50),
 )
 MIN_YEAR, MAX_YEAR = 2000, 2100
-LOCKED_ONCE_APPROVED = ("fiscal_year_id", "category_id", "recipient_kind", "municipality_id", "amount_cents")
+LOCKED_ONCE_APPROVED = (
+    "fiscal_year_id",
+    "category_id",
+    "recipient_kind",
+    "municipality_id",
+    "project_id",
+    "amount_cents",
+)
 EDITABLE_FIELDS = (
     "category_id",
     "recipient_kind",
     "municipality_id",
+    "project_id",
     "purpose",
     "amount_cents",
     "decision_date",
@@ -412,15 +420,37 @@ def save_category(
 
 
 def _check_recipient(
-    session: Session, recipient_kind: str, municipality: Municipality | None, on: date | None
+    session: Session,
+    recipient_kind: str,
+    municipality: Municipality | None,
+    on: date | None,
+    project=None,
 ):
     if recipient_kind == RecipientKind.MEMBER:
         if municipality is None:
             raise RuleViolation(_("Please choose the member that receives the allocation."), "municipality")
+        if project is not None:
+            raise RuleViolation(_("An allocation to a member names no project."), "project")
         require_current_member(session, municipality, on)
+    elif recipient_kind == RecipientKind.PROJECT:
+        if project is None:
+            raise RuleViolation(_("Please choose the project that receives the allocation."), "project")
+        if municipality is not None:
+            raise RuleViolation(_("An allocation to a project has no member."), "municipality")
+        if not project.is_active:
+            raise RuleViolation(
+                _(
+                    "The project %(name)s is %(status)s; only planned or running projects receive money.",
+                    name=project.name,
+                    status=project.status_label,
+                ),
+                "project",
+            )
     elif recipient_kind == RecipientKind.FEDERATION:
         if municipality is not None:
             raise RuleViolation(_("An allocation to the federation itself has no member."), "municipality")
+        if project is not None:
+            raise RuleViolation(_("An allocation to the federation itself names no project."), "project")
     else:
         raise RuleViolation(_("Unknown kind of recipient."), "recipient_kind")
 
@@ -451,6 +481,7 @@ def create_allocation(
     municipality: Municipality | None,
     purpose: str,
     amount_cents: int,
+    project=None,
     decision_date: date | None = None,
     file_reference: str = "",
     proof_of_use_due: date | None = None,
@@ -471,6 +502,7 @@ def create_allocation(
         file=file_reference,
         due=proof_of_use_due,
         note=note,
+        **({"project": project.id} if project is not None else {}),
     )
     earlier = replayed(session, idempotency_key, "create_allocation", print_)
     if earlier is not None:
@@ -480,7 +512,7 @@ def create_allocation(
     if category.fiscal_year_id != year.id:
         raise RuleViolation(_("The category belongs to another year."), "category")
     _check_amount(amount_cents, "amount_cents")
-    _check_recipient(session, recipient_kind, municipality, None)
+    _check_recipient(session, recipient_kind, municipality, None, project)
     purpose = _check_text(purpose, "purpose", 500, required=True)
     file_reference = _check_text(file_reference, "file_reference", 100)
     _check_dates(decision_date, proof_of_use_due, None)
@@ -490,6 +522,7 @@ def create_allocation(
         category_id=category.id,
         recipient_kind=str(recipient_kind),
         municipality_id=getattr(municipality, "id", None),
+        project_id=getattr(project, "id", None),
         purpose=purpose,
         amount_cents=amount_cents,
         decision_date=decision_date,
@@ -528,11 +561,17 @@ def update_allocation(session: Session, actor, allocation: Allocation, **changes
         category = session.get(BudgetCategory, changes["category_id"])
         if category is None or category.fiscal_year_id != allocation.fiscal_year_id:
             raise RuleViolation(_("The category belongs to another year."), "category")
-    if "recipient_kind" in changes or "municipality_id" in changes:
+    if "recipient_kind" in changes or "municipality_id" in changes or "project_id" in changes:
+        from itvsh.projects.models import Project
+
         kind = changes.get("recipient_kind", allocation.recipient_kind)
         municipality_id = changes.get("municipality_id", allocation.municipality_id)
+        project_id = changes.get("project_id", allocation.project_id)
         municipality = session.get(Municipality, municipality_id) if municipality_id else None
-        _check_recipient(session, kind, municipality, None)
+        project = session.get(Project, project_id) if project_id else None
+        if project_id and project is None:
+            raise RuleViolation(_("There is no such project."), "project")
+        _check_recipient(session, kind, municipality, None, project)
     if "purpose" in changes:
         changes["purpose"] = _check_text(changes["purpose"], "purpose", 500, required=True)
     if "file_reference" in changes:
@@ -734,6 +773,8 @@ def approve(
     _check_bookable(year)
     if allocation.recipient_kind == RecipientKind.MEMBER:
         require_current_member(session, allocation.municipality, on)
+    elif allocation.recipient_kind == RecipientKind.PROJECT:
+        _check_recipient(session, RecipientKind.PROJECT, None, on, allocation.project)
     _check_limits(session, year, allocation, committed=allocation.amount_cents, paid=0)
     booking = _book(
         session,

@@ -15,8 +15,8 @@ So a year's available money is ``appropriation + SUM(available_delta)``, its com
 grouping the same sums. Allocations and bookings are private to their recipient (``TenantOwned``;
 the federation's own allocations carry no tenant and are seen by staff and auditors only).
 
-Recipients: a member (``municipality_id``) or the federation itself. The Projects issue adds shared
-projects as recipients with one migration: a ``project_id`` column and a wider check constraint.
+Recipients: a member (``municipality_id``), a shared project (``project_id``; its allocations carry
+no tenant, like the federation's own) or the federation itself.
 """
 
 from __future__ import annotations
@@ -81,11 +81,13 @@ ALLOCATION_STATUS_LABELS = {
 
 class RecipientKind(StrEnum):
     MEMBER = "member"
+    PROJECT = "project"
     FEDERATION = "federation"
 
 
 RECIPIENT_KIND_LABELS = {
     RecipientKind.MEMBER: _l("member"),
+    RecipientKind.PROJECT: _l("shared project"),
     RecipientKind.FEDERATION: _l("the federation itself"),
 }
 
@@ -264,8 +266,9 @@ class Allocation(TenantOwned, db.Model):
     __table_args__ = (
         CheckConstraint("amount_cents > 0", name="amount_positive"),
         CheckConstraint(
-            "(recipient_kind = 'member' AND municipality_id IS NOT NULL)"
-            " OR (recipient_kind = 'federation' AND municipality_id IS NULL)",
+            "(recipient_kind = 'member' AND municipality_id IS NOT NULL AND project_id IS NULL)"
+            " OR (recipient_kind = 'project' AND project_id IS NOT NULL AND municipality_id IS NULL)"
+            " OR (recipient_kind = 'federation' AND municipality_id IS NULL AND project_id IS NULL)",
             name="recipient_consistent",
         ),
         CheckConstraint(
@@ -289,6 +292,7 @@ class Allocation(TenantOwned, db.Model):
     municipality_id: Mapped[int | None] = mapped_column(
         ForeignKey("municipalities.id", ondelete="RESTRICT"), index=True
     )
+    project_id: Mapped[int | None] = mapped_column(ForeignKey("projects.id", ondelete="RESTRICT"), index=True)
     purpose: Mapped[str] = mapped_column(String(500))
     amount_cents: Mapped[int] = mapped_column(BigInteger)
     status: Mapped[str] = mapped_column(String(20), default=AllocationStatus.DRAFT.value, index=True)
@@ -308,6 +312,7 @@ class Allocation(TenantOwned, db.Model):
     current_year: Mapped[FiscalYear] = relationship(foreign_keys=[current_year_id])
     category: Mapped[BudgetCategory] = relationship()
     municipality: Mapped[Municipality | None] = relationship()
+    project = relationship("Project")
     distribution: Mapped[Distribution | None] = relationship()
 
     @property
@@ -318,6 +323,8 @@ class Allocation(TenantOwned, db.Model):
     def recipient_label(self) -> str:
         if self.recipient_kind == RecipientKind.FEDERATION:
             return str(RECIPIENT_KIND_LABELS[RecipientKind.FEDERATION])
+        if self.recipient_kind == RecipientKind.PROJECT:
+            return str(self.project) if self.project is not None else ""
         return str(self.municipality) if self.municipality is not None else ""
 
     def audit_view(self) -> dict:
@@ -326,6 +333,7 @@ class Allocation(TenantOwned, db.Model):
             "category_id": self.category_id,
             "recipient_kind": self.recipient_kind,
             "municipality_id": self.municipality_id,
+            "project_id": self.project_id,
             "purpose": self.purpose,
             "amount_cents": self.amount_cents,
             "status": self.status,

@@ -8,9 +8,8 @@ runs until further notice.
 Personal data is kept minimal: name, work email, home authority, notes. The personnel cost per year
 is optional and never shown to members. Each person has a stable pseudonym for auditors' exports.
 
-Assignments are private to the member they are for (``TenantOwned``). Their target is a kind plus a
-nullable key, like an allocation's recipient: the Projects issue adds shared projects as targets
-with one migration (a ``project_id`` column and a wider check constraint).
+Assignments are private to the member they are for (``TenantOwned``). Their target is a member or
+a shared project (``project_id``; such assignments carry no tenant and are the project's people).
 """
 
 from __future__ import annotations
@@ -69,10 +68,12 @@ COST_BEARER_LABELS = {
 
 class TargetKind(StrEnum):
     MEMBER = "member"
+    PROJECT = "project"
 
 
 TARGET_KIND_LABELS = {
     TargetKind.MEMBER: _l("member"),
+    TargetKind.PROJECT: _l("shared project"),
 }
 
 
@@ -182,15 +183,19 @@ class Secondment(db.Model):
 
 
 class Assignment(TenantOwned, db.Model):
-    """An Einsatz: a person works for a target (a member) in a period at a share of full time.
-    It lies inside one of the person's secondments; on every day the person's assignments add up to
-    at most that secondment's share (``staffing/services.py`` enforces both)."""
+    """An Einsatz: a person works for a target (a member or a shared project) in a period at a share
+    of full time. It lies inside one of the person's secondments; on every day the person's
+    assignments add up to at most that secondment's share (``staffing/services.py`` enforces both)."""
 
     __tablename__ = "assignments"
     __table_args__ = (
         CheckConstraint("fte > 0 AND fte <= 1000", name="fte_range"),
         CheckConstraint("ends_on IS NULL OR ends_on >= starts_on", name="ends_after_start"),
-        CheckConstraint("(target_kind = 'member' AND municipality_id IS NOT NULL)", name="target_consistent"),
+        CheckConstraint(
+            "(target_kind = 'member' AND municipality_id IS NOT NULL AND project_id IS NULL)"
+            " OR (target_kind = 'project' AND project_id IS NOT NULL AND municipality_id IS NULL)",
+            name="target_consistent",
+        ),
         Index("ix_assignments_staff_member_period", "staff_member_id", "starts_on"),
     )
 
@@ -201,6 +206,7 @@ class Assignment(TenantOwned, db.Model):
     municipality_id: Mapped[int | None] = mapped_column(
         ForeignKey("municipalities.id", ondelete="RESTRICT"), index=True
     )
+    project_id: Mapped[int | None] = mapped_column(ForeignKey("projects.id", ondelete="RESTRICT"), index=True)
     starts_on: Mapped[date] = mapped_column(Date)
     ends_on: Mapped[date | None] = mapped_column(Date)
     fte: Mapped[int] = mapped_column(Integer)  # per mille
@@ -211,6 +217,7 @@ class Assignment(TenantOwned, db.Model):
     staff_member: Mapped[StaffMember] = relationship()
     secondment: Mapped[Secondment] = relationship()
     municipality: Mapped[Municipality | None] = relationship()
+    project = relationship("Project")
 
     @property
     def fte_label(self) -> str:
@@ -218,6 +225,8 @@ class Assignment(TenantOwned, db.Model):
 
     @property
     def target_label(self) -> str:
+        if self.target_kind == TargetKind.PROJECT:
+            return str(self.project) if self.project is not None else ""
         return str(self.municipality) if self.municipality is not None else ""
 
     def audit_view(self) -> dict:
@@ -226,6 +235,7 @@ class Assignment(TenantOwned, db.Model):
             "secondment_id": self.secondment_id,
             "target_kind": self.target_kind,
             "municipality_id": self.municipality_id,
+            "project_id": self.project_id,
             "starts_on": self.starts_on,
             "ends_on": self.ends_on,
             "fte": self.fte,

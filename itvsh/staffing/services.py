@@ -50,6 +50,7 @@ from itvsh.staffing.periods import (
     fte_months,
     month_end,
     months,
+    overlap_days,
     overlaps,
     pieces,
     year_share_cents,
@@ -62,7 +63,7 @@ MIN_DAY, MAX_DAY = date(2000, 1, 1), date(2100, 12, 31)
 PSEUDONYM_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
 STAFF_FIELDS = ("name", "work_email", "home_authority", "notes", "annual_cost_cents")
 SECONDMENT_FIELDS = ("instrument", "starts_on", "ends_on", "fte", "cost_bearer", "legal_reference", "note")
-ASSIGNMENT_FIELDS = ("municipality", "starts_on", "ends_on", "fte", "role")
+ASSIGNMENT_FIELDS = ("municipality", "project", "starts_on", "ends_on", "fte", "role")
 
 
 def _period(start: date, end: date | None) -> str:
@@ -409,9 +410,48 @@ def _over_planned_message(member: StaffMember, excess, limit: int) -> str:
     )
 
 
-def _check_target(session: Session, target_kind: str, municipality, start: date, end: date | None) -> None:
+def _check_project(project, start: date, end: date | None) -> None:
+    from itvsh.projects.models import Project
+
+    if not isinstance(project, Project):
+        raise RuleViolation(_("Please choose the project the person works for."), "project")
+    if not project.is_active:
+        raise RuleViolation(
+            _(
+                "The project %(name)s is %(status)s; people work only for planned or running projects.",
+                name=project.name,
+                status=project.status_label,
+            ),
+            "project",
+        )
+    if project.starts_on is not None and start < project.starts_on:
+        raise RuleViolation(
+            _(
+                "The project %(name)s starts on %(day)s.",
+                name=project.name,
+                day=project.starts_on.isoformat(),
+            ),
+            "starts_on",
+        )
+    if project.ends_on is not None and end_of(end) > project.ends_on:
+        raise RuleViolation(
+            _("The project %(name)s ends on %(day)s.", name=project.name, day=project.ends_on.isoformat()),
+            "ends_on",
+        )
+
+
+def _check_target(
+    session: Session, target_kind: str, municipality, start: date, end: date | None, project=None
+) -> None:
+    if target_kind == TargetKind.PROJECT:
+        if municipality is not None:
+            raise RuleViolation(_("An assignment to a project names no member."), "municipality")
+        _check_project(project, start, end)
+        return
     if target_kind != TargetKind.MEMBER:
         raise RuleViolation(_("Unknown kind of target."), "target_kind")
+    if project is not None:
+        raise RuleViolation(_("An assignment to a member names no project."), "project")
     if not isinstance(municipality, Municipality):
         raise RuleViolation(_("Please choose the member the person works for."), "municipality")
     membership = current_membership(session, municipality.id, start)
@@ -466,6 +506,7 @@ def check_assignment(
     ends_on,
     fte,
     own: Assignment | None = None,
+    project=None,
 ) -> Secondment:
     """Every rule an assignment must keep; returns the secondment it lies in. Reads only this
     person's secondments and the assignments of that secondment."""
@@ -474,7 +515,7 @@ def check_assignment(
     share = check_share(fte)
     start, end = _days(starts_on, ends_on)
     secondment = _home_secondment(session, member, start, end)
-    _check_target(session, target_kind, municipality, start, end)
+    _check_target(session, target_kind, municipality, start, end, project)
     others = [
         _as_period(a)
         for a in _assignments_of(session, member.id, secondment.id)
@@ -498,6 +539,7 @@ def create_assignment(
     fte: int,
     role: str = "",
     target_kind: str = TargetKind.MEMBER.value,
+    project=None,
 ) -> Assignment:
     member = lock_staff_member(session, staff_member.id)
     role = _text(role, "role", 300)
@@ -506,6 +548,7 @@ def create_assignment(
         member,
         target_kind=target_kind,
         municipality=municipality,
+        project=project,
         starts_on=starts_on,
         ends_on=ends_on,
         fte=fte,
@@ -514,7 +557,8 @@ def create_assignment(
         staff_member_id=member.id,
         secondment_id=secondment.id,
         target_kind=str(target_kind),
-        municipality_id=municipality.id,
+        municipality_id=getattr(municipality, "id", None),
+        project_id=getattr(project, "id", None),
         starts_on=starts_on,
         ends_on=ends_on,
         fte=fte,
@@ -534,6 +578,7 @@ def update_assignment(session: Session, actor, assignment: Assignment, **changes
     session.refresh(assignment)
     before = assignment.audit_view()
     municipality = changes.get("municipality", assignment.municipality)
+    project = changes.get("project", assignment.project)
     values = {
         "starts_on": changes.get("starts_on", assignment.starts_on),
         "ends_on": changes.get("ends_on", assignment.ends_on),
@@ -545,12 +590,15 @@ def update_assignment(session: Session, actor, assignment: Assignment, **changes
         member,
         target_kind=assignment.target_kind,
         municipality=municipality,
+        project=project,
         own=assignment,
         **values,
     )
     assignment.secondment_id = secondment.id
-    assignment.municipality_id = municipality.id
+    assignment.municipality_id = getattr(municipality, "id", None)
     assignment.municipality = municipality
+    assignment.project_id = getattr(project, "id", None)
+    assignment.project = project
     for name, value in values.items():
         setattr(assignment, name, value)
     assignment.role = role
@@ -604,10 +652,18 @@ class PersonCapacity:
     months: list[MonthCapacity] = field(default_factory=list)
 
 
-def _average(periods: list[Period], first: date, last: date) -> int:
-    days = (last - first).days + 1
-    total = sum(piece.total * piece.days for piece in pieces(periods, first, last))
-    return (2 * total + days) // (2 * days)  # half up
+def _monthly_averages(periods: list[Period], first: date, last: date) -> dict[date, int]:
+    """Per month from ``first`` to ``last`` (whole months): the share held on average over its days
+    (per mille, half up). One sweep over the periods, whatever the number of months."""
+    share_days: dict[date, int] = defaultdict(int)
+    for piece in pieces(periods, first, last):
+        for month in months(piece.start, piece.end):
+            share_days[month] += piece.total * overlap_days(piece.start, piece.end, month, month_end(month))
+    averages = {}
+    for month in months(first, last):
+        days = month_end(month).day
+        averages[month] = (2 * share_days.get(month, 0) + days) // (2 * days)
+    return averages
 
 
 def capacity(
@@ -647,14 +703,16 @@ def capacity(
         assigned = [_as_period(a) for a in assignments[member.id]]
         overs = _over_days(secondments[member.id], assignments[member.id], first, last)
         person = PersonCapacity(member)
+        available_by_month = _monthly_averages(available, first, last)
+        assigned_by_month = _monthly_averages(assigned, first, last)
+        over_months = {month for o_start, o_end in overs for month in months(o_start, o_end)}
         for month in months(first, last):
-            month_last = month_end(month)
             person.months.append(
                 MonthCapacity(
                     month=month,
-                    available=_average(available, month, month_last),
-                    assigned=_average(assigned, month, month_last),
-                    over=any(o_start <= month_last and o_end >= month for o_start, o_end in overs),
+                    available=available_by_month[month],
+                    assigned=assigned_by_month[month],
+                    over=month in over_months,
                 )
             )
         result.append(person)

@@ -40,6 +40,15 @@ TABLES = {
     "secondments",
     "assignments",
     "staff_costs",
+    "projects",
+    "participations",
+    "milestones",
+    "project_services",
+    "ozg_services",
+    "ozg_statuses",
+    "ozg_status_changes",
+    "ozg_tallies",
+    "ozg_snapshots",
 }
 
 

@@ -572,7 +572,8 @@ BAD_ALLOCATIONS = [
     ({"recipient": "0100200"}, "recipient"),
     ({"recipient": None}, "recipient"),  # a member recipient needs a key
     ({"recipient_kind": "federation"}, "recipient"),  # the federation has no key
-    ({"recipient_kind": "project"}, "recipient_kind"),
+    ({"recipient_kind": "project"}, "project"),  # a project recipient needs its project
+    ({"recipient_kind": "consortium"}, "recipient_kind"),
     ({"year": YEAR + 5}, "year"),  # no such year
     ({"year": "2025"}, "year"),
     ({"category": "sonstiges"}, "category"),

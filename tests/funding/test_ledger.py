@@ -720,7 +720,9 @@ def test_no_allocation_to_a_non_member(open_year, members):
     for kind, municipality, field in (
         ("member", None, "municipality"),
         ("federation", members[KIEL], "municipality"),
-        ("project", None, "recipient_kind"),
+        ("project", None, "project"),  # a project recipient needs its project
+        ("project", members[KIEL], "project"),
+        ("consortium", None, "recipient_kind"),
     ):
         refused(
             ledger.create_allocation,

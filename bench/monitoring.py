@@ -1,0 +1,5 @@
+"""Monitoring benchmarks (filled in by the projects/OZG issue)."""
+
+
+def main() -> int:
+    return 0

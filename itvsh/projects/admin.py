@@ -1,0 +1,5 @@
+"""Admin views of projects."""
+
+
+def register(admin) -> None:
+    pass

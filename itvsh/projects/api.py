@@ -1,0 +1,3 @@
+"""Projects and OZG endpoints of the JSON API (on the API blueprint)."""
+
+from itvsh.projects import models  # noqa: F401

@@ -1,0 +1,5 @@
+"""Admin views of the OZG catalogue and status."""
+
+
+def register(admin) -> None:
+    pass
