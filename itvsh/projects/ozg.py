@@ -221,6 +221,9 @@ def _move(session: Session, municipality: Municipality, topic: str, old: int, ne
 
 
 def _ensure_rows(session: Session, keys) -> None:
+    """Create the tally rows a change needs that do not exist yet (a new Themenfeld or place), with
+    their number of possible pairs. Concurrent writers may race to create the same row: the insert
+    skips rows that exist by then (ON CONFLICT DO NOTHING)."""
     existing = set(
         session.execute(
             select(OzgTally.scope, OzgTally.scope_id, OzgTally.topic).where(
@@ -231,12 +234,36 @@ def _ensure_rows(session: Session, keys) -> None:
         ).all()
     )
     missing = [k for k in keys if k not in existing]
-    if missing:
-        session.execute(
-            insert(OzgTally),
-            [{"scope": s, "scope_id": i, "topic": t, "possible": 0} for s, i, t in missing],
+    if not missing:
+        return
+    services = _municipal_services_per_topic(session)
+    places = {}
+    for scope, scope_id, _topic in missing:
+        if (scope, scope_id) not in places:
+            places[(scope, scope_id)] = _places(session, scope, scope_id)
+    rows = [
+        {"scope": s, "scope_id": i, "topic": t, "possible": places[(s, i)] * services.get(t, 0)}
+        for s, i, t in missing
+    ]
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as dialect_insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert as dialect_insert
+    session.execute(dialect_insert(OzgTally).on_conflict_do_nothing(), rows)
+
+
+def _places(session: Session, scope: str, scope_id: int) -> int:
+    """How many Gemeinden and Städte a tally scope covers."""
+    if scope == TallyScope.MUNICIPALITY:
+        return 1
+    query = select(func.count()).select_from(Municipality).where(Municipality.kind.in_(LOCAL_KIND_VALUES))
+    if scope == TallyScope.KREIS:
+        query = query.where(
+            (Municipality.kreis_id == scope_id)
+            | ((Municipality.id == scope_id) & (Municipality.kind == MunicipalityKind.KREISFREIE_STADT.value))
         )
-        recompute_possible(session)
+    return session.execute(query).scalar_one()
 
 
 # --- whole rebuilds -------------------------------------------------------------------------------
