@@ -5,12 +5,15 @@ Everything is rolled back after each test."""
 from __future__ import annotations
 
 from datetime import date
+from importlib import resources
 
 import pytest
+from sqlalchemy import select
 
 from itvsh.core.tenancy import ALL, set_scope
 from itvsh.extensions import db
 from itvsh.projects import services as project_services
+from itvsh.projects.catalogue import import_catalogue
 from itvsh.projects.models import OzgService, Project
 from tests.funding.conftest import (  # noqa: F401  (fixtures re-used here)
     AMT_ACHTERWEHR,
@@ -68,3 +71,18 @@ def project(app, members) -> Project:  # noqa: F811  (the fixture, not the impor
     db.session.commit()
     set_scope(db.session, ALL)
     return project
+
+
+def shipped_catalogue() -> bytes:
+    """The shipped OZG catalogue (557 services, see itvsh/data/SOURCES.md)."""
+    return resources.files("itvsh.data").joinpath("ozg_services.csv").read_bytes()
+
+
+@pytest.fixture
+def full_catalogue(app) -> dict[str, OzgService]:
+    """The shipped catalogue of 557 services (all municipal), imported, by OZG-ID."""
+    set_scope(db.session, ALL)
+    import_catalogue(db.session, ACTOR, shipped_catalogue(), source="ozg_services.csv")
+    db.session.commit()
+    set_scope(db.session, ALL)
+    return {s.ozg_id: s for s in db.session.execute(select(OzgService)).scalars()}
