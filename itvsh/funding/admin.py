@@ -9,8 +9,10 @@ allocations are cancelled, bookings are reversed.
 
 Every figure is a sum of bookings. A list page fetches its rows and their sums in one statement:
 the page query outer-joins one grouped subquery over the bookings. The allocation list costs four
-statements whatever the size of the ledger: the user, the filter options (years, categories and
-Kreise in one query), the count and the page with its sums.
+statements whatever the size of the ledger: the user, the filter options (years, categories,
+Kreise and projects in one query), the count and the page with its sums. A recipient is a member,
+a shared project (planned or running ones are offered; the ledger refuses others) or the
+federation itself.
 """
 
 from __future__ import annotations
@@ -62,6 +64,7 @@ from itvsh.funding.models import (
     RecipientKind,
     YearStatus,
 )
+from itvsh.projects.models import ACTIVE_STATUSES, Project
 from itvsh.tenants import services as tenant_services
 from itvsh.tenants.models import Municipality, MunicipalityKind
 
@@ -144,7 +147,7 @@ def show_violation(form, exc: RuleViolation, fields: dict[str, str]) -> None:
     flash(exc.message, "error")
 
 
-# --- filter options: years, categories and Kreise in one query per request ---------------------
+# --- filter options: years, categories, Kreise and projects in one query per request -----------
 
 
 def filter_options() -> dict[str, list[tuple[str, str]]]:
@@ -170,12 +173,20 @@ def filter_options() -> dict[str, list[tuple[str, str]]]:
             literal_column("0"),
             literal_column("0"),
         ).where(Municipality.kind == MunicipalityKind.KREIS.value)
-        rows = db.session.execute(union_all(years, categories, kreise)).all()
-        options: dict[str, list[tuple[str, str]]] = {"year": [], "category": [], "kreis": []}
+        projects = select(
+            literal_column("'project'"),
+            cast(Project.id, String),
+            Project.name,
+            literal_column("0"),
+            literal_column("0"),
+        )
+        rows = db.session.execute(union_all(years, categories, kreise, projects)).all()
+        options: dict[str, list[tuple[str, str]]] = {"year": [], "category": [], "kreis": [], "project": []}
         order = {
             "year": lambda r: -r.year,
             "category": lambda r: (-r.year, r.position, r.label, int(r.value)),
             "kreis": lambda r: (r.label, r.value),
+            "project": lambda r: (r.label.lower(), int(r.value)),
         }
         for kind in options:
             for row in sorted((r for r in rows if r.kind == kind), key=order[kind]):
@@ -183,6 +194,7 @@ def filter_options() -> dict[str, list[tuple[str, str]]]:
                     "year": row.label,
                     "category": f"{row.year} · {row.label}",
                     "kreis": f"{row.label} ({row.value})",
+                    "project": row.label,
                 }[kind]
                 options[kind].append((row.value, label))
         g.itvsh_funding_options = options
@@ -691,11 +703,15 @@ ALLOCATION_FIELDS = {
     "fiscal_year_id": "category_id",
     "municipality": "member",
     "municipality_id": "member",
+    "project": "project",
+    "project_id": "project",
 }
 ACTION_VIEWS = ("approve", "disburse", "release", "repay", "cancel", "settle", "reverse")
 
 
 def _recipient_cell(view, context, model, name):
+    if model.recipient_kind == RecipientKind.PROJECT:
+        return str(model.project) if model.project is not None else ""
     if model.recipient_kind == RecipientKind.FEDERATION or model.municipality is None:
         return str(RECIPIENT_KIND_LABELS[RecipientKind.FEDERATION])
     return str(model.municipality)
@@ -773,9 +789,19 @@ class AllocationView(_FundingView):
         KreisFilter(Allocation.municipality_id, _l("Kreis of the recipient")),
         MemberFilter(Allocation.municipality_id, _l("Member (official key)")),
         IdFilter(Allocation.distribution_id, _l("Distribution (number)")),
+        IdFilter(Allocation.project_id, _l("Project"), options=_LazyOptions("project")),
     )
     # Stable query parameters (flt0_year=3), whatever the language of the filter names.
-    filter_url_names = ("year", "category", "status", "recipient_kind", "kreis", "member", "distribution")
+    filter_url_names = (
+        "year",
+        "category",
+        "status",
+        "recipient_kind",
+        "kreis",
+        "member",
+        "distribution",
+        "project",
+    )
     column_labels = {
         "id": _l("No."),
         "fiscal_year": _l("Year"),
@@ -840,6 +866,7 @@ class AllocationView(_FundingView):
                 .joinedload(Municipality.kreis)
                 .load_only(Municipality.key, Municipality.name),
                 defaultload(Allocation.municipality).lazyload(Municipality.amt),
+                joinedload(Allocation.project).load_only(Project.name),
             )
         )
 
@@ -867,9 +894,17 @@ class AllocationView(_FundingView):
             query = query.where(FiscalYear.status != YearStatus.CLOSED.value)
         return [("", "—")] + [(str(id_), f"{year} · {name}") for id_, name, year in db.session.execute(query)]
 
+    def _project_choices(self, current: int | None = None) -> list[tuple[str, str]]:
+        """Planned and running projects (and the one a draft names already) for the project field."""
+        active = Project.status.in_([s.value for s in ACTIVE_STATUSES])
+        query = select(Project.id, Project.name).order_by(Project.name, Project.id)
+        query = query.where(active | (Project.id == current) if current else active)
+        return [("", "—")] + [(str(id_), name) for id_, name in db.session.execute(query)]
+
     def create_form(self, obj=None):
         form = AllocationCreateForm()
         form.category_id.choices = self._category_choices()
+        form.project.choices = self._project_choices()
         return form
 
     def edit_form(self, obj=None):
@@ -878,10 +913,23 @@ class AllocationView(_FundingView):
             form.lock()
         else:
             form.category_id.choices = self._category_choices(obj.fiscal_year_id)
+            form.project.choices = self._project_choices(obj.project_id)
+            if not form.is_submitted() or "project" not in request.form:
+                form.project.data = str(obj.project_id or "")
         if not form.is_submitted() and "member" in form:
             form.member.data = str(obj.municipality) if obj.municipality else ""
             form.amount.data = money_input(obj.amount_cents)
         return form
+
+    def _project(self, form) -> Project | None:
+        """The project chosen for a shared-project recipient (None when none was chosen: the
+        ledger names what is missing)."""
+        if form.recipient_kind.data != RecipientKind.PROJECT or not form.project_id():
+            return None
+        project = _get(Project, form.project_id())
+        if project is None:
+            raise RuleViolation(_("There is no such project."), "project")
+        return project
 
     def _recipient(self, form) -> tuple[str, Municipality | None]:
         kind, key = form.recipient()
@@ -923,6 +971,7 @@ class AllocationView(_FundingView):
             if category is None:
                 raise RuleViolation(_("Please choose a budget category."), "category")
             kind, municipality = self._recipient(form)
+            project = self._project(form)
             changes = self._common_changes(form)
             allocation = ledger.create_allocation(
                 db.session,
@@ -931,6 +980,7 @@ class AllocationView(_FundingView):
                 category=category,
                 recipient_kind=kind,
                 municipality=municipality,
+                project=project,
                 purpose=changes["purpose"],
                 amount_cents=form.amount.cents,
                 decision_date=changes["decision_date"],
@@ -954,10 +1004,12 @@ class AllocationView(_FundingView):
                 if category is None:
                     raise RuleViolation(_("Please choose a budget category."), "category")
                 kind, municipality = self._recipient(form)
+                project = self._project(form)
                 changes.update(
                     category_id=category.id,
                     recipient_kind=kind,
                     municipality_id=municipality.id if municipality else None,
+                    project_id=project.id if project else None,
                     amount_cents=form.amount.cents,
                 )
             ledger.update_allocation(db.session, _actor(), model, **changes)
@@ -1236,9 +1288,15 @@ class BookingView(_FundingView):
                 joinedload(Booking.fiscal_year).load_only(FiscalYear.year),
                 joinedload(Booking.category).load_only(BudgetCategory.name),
                 joinedload(Booking.allocation)
-                .load_only(Allocation.purpose, Allocation.recipient_kind, Allocation.municipality_id)
+                .load_only(
+                    Allocation.purpose,
+                    Allocation.recipient_kind,
+                    Allocation.municipality_id,
+                    Allocation.project_id,
+                )
                 .joinedload(Allocation.municipality)
                 .load_only(Municipality.key, Municipality.name),
+                defaultload(Booking.allocation).joinedload(Allocation.project).load_only(Project.name),
                 defaultload(Booking.allocation)
                 .defaultload(Allocation.municipality)
                 .lazyload(Municipality.kreis),

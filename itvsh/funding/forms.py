@@ -130,6 +130,13 @@ class AllocationForm(FlaskForm):
         ),
         render_kw={"list": "itvsh-member-options", "autocomplete": "off"},
     )
+    # Planned and running projects are offered; the ledger refuses any other (not checked here).
+    project = SelectField(
+        _l("Project"),
+        choices=[],
+        validate_choice=False,
+        description=_l("For a shared project: the project that receives the money."),
+    )
     purpose = StringField(_l("Purpose"), validators=[Length(max=500)])
     amount = MoneyField(_l("Amount"))
     decision_date = DateField(_l("Decision date"), validators=[Optional()])
@@ -139,7 +146,7 @@ class AllocationForm(FlaskForm):
     note = TextAreaField(_l("Note"), validators=[Length(max=2000)])
 
     # Fixed once the allocation is approved: the ledger holds what was bound.
-    LOCKED = ("category_id", "recipient_kind", "member", "amount")
+    LOCKED = ("category_id", "recipient_kind", "member", "project", "amount")
 
     def lock(self) -> None:
         """Drop the fields an approved allocation can no longer change."""
@@ -149,6 +156,10 @@ class AllocationForm(FlaskForm):
     def member_text(self) -> str:
         """What was typed into the member field."""
         return (self.member.data or "").strip()
+
+    def project_id(self) -> str:
+        """What was chosen in the project field (counts for shared projects only)."""
+        return (self.project.data or "").strip()
 
     def recipient(self) -> tuple[str, str | None]:
         """(recipient kind, the member's key or None). The member field counts for members only."""

@@ -1,5 +1,6 @@
 """Admin views of staffing: the staff register (with a person's detail page), secondments and
-assignments, in the "Staffing" menu; and the staff section of a municipality's detail page.
+assignments (to a member or to a shared project), in the "Staffing" menu; and the staff section of
+a municipality's detail page.
 
 Thin views over ``staffing.services``: every change goes through a service, which checks the rules
 and audits; the view commits once, or on a :class:`RuleViolation` rolls back and shows the
@@ -38,16 +39,19 @@ from itvsh.extensions import db
 from itvsh.funding.admin import ChoiceFilter, IdFilter, MemberFilter, show_violation
 from itvsh.funding.forms import member_key, money_input
 from itvsh.funding.models import FiscalYear, YearStatus
+from itvsh.projects.models import ACTIVE_STATUSES, Project
 from itvsh.staffing import services
 from itvsh.staffing.forms import AssignmentForm, SecondmentForm, StaffMemberForm, share_input
 from itvsh.staffing.models import (
     COST_BEARER_LABELS,
     DASH,
     INSTRUMENT_LABELS,
+    TARGET_KIND_LABELS,
     Assignment,
     Secondment,
     StaffCost,
     StaffMember,
+    TargetKind,
     format_fte,
 )
 from itvsh.tenants import services as tenant_services
@@ -56,7 +60,7 @@ from itvsh.tenants.models import Municipality
 STAFFING = _l("Staffing")
 STAFF_FIELDS = {"annual_cost_cents": "annual_cost"}
 SECONDMENT_FIELDS = {"secondment": "staff_member"}
-ASSIGNMENT_FIELDS = {"municipality": "member", "target_kind": "member"}
+ASSIGNMENT_FIELDS = {"municipality": "member", "target_kind": "target_kind", "project": "project"}
 PERSON_COLUMNS = frozenset({"name", "work_email", "staff_member"})  # pseudonymised in exports
 IDENTIFYING_COLUMNS = frozenset({"home_authority"})  # left empty where names are hidden
 
@@ -352,7 +356,7 @@ class StaffMemberView(_StaffingView):
             db.session.execute(
                 select(Assignment)
                 .where(Assignment.staff_member_id == member.id)
-                .options(*_municipality_options())
+                .options(*_municipality_options(), joinedload(Assignment.project).load_only(Project.name))
                 .order_by(Assignment.starts_on.desc(), Assignment.id)
             ).scalars()
         )
@@ -602,9 +606,21 @@ class SecondmentView(_StaffingView):
 # --- assignments ---------------------------------------------------------------------------------------
 
 
+def _target_cell(view, context, model, name):
+    """The member or the shared project the person works for, linked to its page."""
+    if model.target_kind == TargetKind.PROJECT:
+        if model.project is None:
+            return ""
+        return _link(view.get_url("projects.details_view", id=model.project_id), model.project.name)
+    return _link(
+        view.get_url("municipalities.details_view", id=model.municipality_id), str(model.municipality)
+    )
+
+
 class AssignmentView(_StaffingView):
-    """Assignments (Einsätze) of staff to members: list with filters, create, edit and delete
-    through the services (which refuse over-planning, naming the day and the conflicts)."""
+    """Assignments (Einsätze) of staff to members or shared projects: list with filters, create,
+    edit and delete through the services (which refuse over-planning, naming the day and the
+    conflicts, and projects that are not planned or running)."""
 
     allow_create = True
     allow_edit = True
@@ -615,19 +631,31 @@ class AssignmentView(_StaffingView):
     create_template = "admin/staffing/assignment_create.html"
     edit_template = "admin/staffing/assignment_edit.html"
     column_list = ("staff_member", "member", "starts_on", "ends_on", "fte", "role")
-    column_export_list = ("id", "staff_member", "member_key", "member", "starts_on", "ends_on", "fte", "role")
+    column_export_list = (
+        "id",
+        "staff_member",
+        "target_kind",
+        "member_key",
+        "member",
+        "starts_on",
+        "ends_on",
+        "fte",
+        "role",
+    )
     column_sortable_list = (("staff_member", "staff_member.name"), "starts_on", "ends_on", "fte", "role")
     column_default_sort = [("starts_on", True), ("id", True)]
     column_filters = (
         IdFilter(Assignment.staff_member_id, _l("Person"), options=_LazyPersons()),
         MemberFilter(Assignment.municipality_id, _l("Member (official key)")),
         PeriodFilter(_l("Period")),
+        ChoiceFilter(Assignment.target_kind, _l("Kind of target"), TARGET_KIND_LABELS),
     )
-    filter_url_names = ("person", "member", "period")
+    filter_url_names = ("person", "member", "period", "target_kind")
     column_labels = {
         "id": _l("No."),
         "staff_member": _l("Person"),
-        "member": _l("Member"),
+        "member": _l("Works for"),
+        "target_kind": _l("Kind of target"),
         "member_key": _l("Official key"),
         "starts_on": _l("First day"),
         "ends_on": _l("Last day"),
@@ -636,22 +664,29 @@ class AssignmentView(_StaffingView):
     }
     column_formatters = {
         "staff_member": _person_cell,
-        "member": lambda v, c, m, n: _link(
-            v.get_url("municipalities.details_view", id=m.municipality_id), str(m.municipality)
-        ),
+        "member": _target_cell,
         "ends_on": lambda v, c, m, n: m.ends_on.isoformat() if m.ends_on else _("open end"),
         "fte": lambda v, c, m, n: m.fte_label,
     }
     column_formatters_export = {
         "staff_member": lambda v, c, m, n: m.staff_member.name,
-        "member_key": lambda v, c, m, n: m.municipality.key,
-        "member": lambda v, c, m, n: m.municipality.name,
+        "target_kind": lambda v, c, m, n: m.target_kind,
+        "member_key": lambda v, c, m, n: m.municipality.key if m.municipality is not None else "",
+        "member": lambda v, c, m, n: m.municipality.name if m.municipality is not None else m.target_label,
         "ends_on": lambda v, c, m, n: m.ends_on.isoformat() if m.ends_on else "",
         "fte": lambda v, c, m, n: m.fte,
     }
 
     def get_query(self):
-        return super().get_query().options(joinedload(Assignment.staff_member), *_municipality_options())
+        return (
+            super()
+            .get_query()
+            .options(
+                joinedload(Assignment.staff_member),
+                *_municipality_options(),
+                joinedload(Assignment.project).load_only(Project.name),
+            )
+        )
 
     def get_export_columns(self):
         labels = {**self.column_labels, "fte": _l("Share (per mille)")}
@@ -669,25 +704,58 @@ class AssignmentView(_StaffingView):
             ).all()
         )
 
+    @staticmethod
+    def target_kind_label(model) -> str:
+        return str(TARGET_KIND_LABELS.get(model.target_kind, model.target_kind))
+
+    def project_choices(self, current: int | None = None) -> list[tuple[str, str]]:
+        """Planned and running projects (and the one an assignment names already), by name."""
+        active = Project.status.in_([s.value for s in ACTIVE_STATUSES])
+        query = select(Project.id, Project.name).order_by(Project.name, Project.id)
+        query = query.where(active | (Project.id == current) if current else active)
+        return [("", "—")] + [(str(id_), name) for id_, name in db.session.execute(query)]
+
     def create_form(self, obj=None):
         form = AssignmentForm()
         form.staff_member.choices = person_options()
+        form.project.choices = self.project_choices()
         if not form.is_submitted():
             form.staff_member.data = request.args.get("staff_member", "")[:12]
             form.member.data = request.args.get("member", "")[:260]
+            form.project.data = request.args.get("project", "")[:12]
+            if request.args.get("target_kind") == TargetKind.PROJECT:
+                form.target_kind.data = TargetKind.PROJECT.value
         return form
 
     def edit_form(self, obj=None):
         form = AssignmentForm(obj=obj)
         del form["staff_member"]  # an assignment belongs to its person for good
+        del form["target_kind"]  # and to its kind of target
+        if obj is not None and obj.target_kind == TargetKind.PROJECT:
+            del form["member"]
+            form.project.choices = self.project_choices(obj.project_id)
+            if not form.is_submitted() or "project" not in request.form:
+                form.project.data = str(obj.project_id or "")
+        else:
+            del form["project"]
         if obj is not None and not form.is_submitted():
-            form.member.data = str(obj.municipality)
+            if "member" in form:
+                form.member.data = str(obj.municipality)
             form.fte.data = share_input(obj.fte)
         return form
 
-    def _values(self, form) -> dict:
+    @staticmethod
+    def _target(form, kind: str) -> dict:
+        """The member or the project the form names, for ``kind`` (the other one stays None)."""
+        if kind == TargetKind.PROJECT:
+            return {"municipality": None, "project": _project(form.project.data)}
+        if kind == TargetKind.MEMBER:
+            return {"municipality": _member(form.member.data), "project": None}
+        return {"municipality": None, "project": None}  # the service names the unknown kind
+
+    def _values(self, form, kind: str) -> dict:
         return {
-            "municipality": _member(form.member.data),
+            **self._target(form, kind),
             "starts_on": form.starts_on.data,
             "ends_on": form.ends_on.data,
             "fte": form.fte.permille,
@@ -699,19 +767,34 @@ class AssignmentView(_StaffingView):
             member = _get(StaffMember, form.staff_member.data)
             if member is None:
                 raise RuleViolation(_("Please choose a person from the staff register."), "staff_member")
-            return services.create_assignment(db.session, _actor(), staff_member=member, **self._values(form))
+            kind = (form.target_kind.data or TargetKind.MEMBER.value).strip()[:20]
+            return services.create_assignment(
+                db.session, _actor(), staff_member=member, target_kind=kind, **self._values(form, kind)
+            )
 
         return self._write(do, form, ASSIGNMENT_FIELDS)
 
     def update_model(self, form, model):
         return self._write(
-            lambda: services.update_assignment(db.session, _actor(), model, **self._values(form)),
+            lambda: services.update_assignment(
+                db.session, _actor(), model, **self._values(form, model.target_kind)
+            ),
             form,
             ASSIGNMENT_FIELDS,
         )
 
     def delete_model(self, model):
         return self._delete(lambda: services.delete_assignment(db.session, _actor(), model))
+
+
+def _project(value: str | None):
+    """The project chosen in a form (by id); none chosen: None, which the service refuses."""
+    if not (value or "").strip():
+        return None
+    project = _get(Project, value)
+    if project is None:
+        raise RuleViolation(_("There is no such project."), "project")
+    return project
 
 
 def _member(text: str | None) -> Municipality:

@@ -18,7 +18,7 @@ from wtforms.validators import Optional, ValidationError
 
 from itvsh.core.i18n import current_language
 from itvsh.core.money import MoneyError, parse_money
-from itvsh.staffing.models import COST_BEARER_LABELS, INSTRUMENT_LABELS
+from itvsh.staffing.models import COST_BEARER_LABELS, INSTRUMENT_LABELS, TARGET_KIND_LABELS, TargetKind
 
 # "50", "33,3", "33.3", "50 %", "-5" (a sign is kept, so that the service names the range).
 _SHARE = re.compile(r"^([-+\u2212]?)\s*([0-9]{1,4})(?:[.,]([0-9]+))?\s*%?$")
@@ -121,14 +121,26 @@ class SecondmentForm(FlaskForm):
     note = TextAreaField(_l("Note"))
 
 
+def _target_kind_choices():
+    return [(str(kind.value), label) for kind, label in TARGET_KIND_LABELS.items()]
+
+
 class AssignmentForm(FlaskForm):
-    """An assignment (Einsatz) of one person to a member (the person is fixed once it exists)."""
+    """An assignment (Einsatz) of one person to a member or to a shared project (the person and the
+    kind of target are fixed once it exists). Choices of kind and project are not checked here:
+    the service refuses what is not offered (only planned or running projects are)."""
 
     staff_member = SelectField(_l("Person"), choices=[])
+    target_kind = SelectField(
+        _l("Works for"), choices=_target_kind_choices, default=TargetKind.MEMBER.value, validate_choice=False
+    )
     member = StringField(
         _l("Member"),
         description=_l("Official key (AGS, Amt or Kreis key) or a name from the list."),
         render_kw={"list": "itvsh-staffing-member-options", "autocomplete": "off"},
+    )
+    project = SelectField(
+        _l("Project"), choices=[], validate_choice=False, description=_l("For a shared project only.")
     )
     starts_on = DateField(_l("First day"))
     ends_on = DateField(_l("Last day"), validators=[Optional()], description=_l("Empty for an open end."))

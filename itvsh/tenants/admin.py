@@ -29,6 +29,7 @@ from itvsh.core.admin import SecureModelView
 from itvsh.core.rules import RuleViolation
 from itvsh.extensions import db
 from itvsh.funding.dashboard import municipality_funding
+from itvsh.projects.admin import municipality_projects
 from itvsh.staffing.admin import municipality_staff
 from itvsh.tenants import services
 from itvsh.tenants.forms import (
@@ -264,6 +265,7 @@ class MunicipalityView(SecureModelView):
             **gather(municipality),
             **municipality_funding(db.session, municipality),
             **municipality_staff(db.session, municipality),
+            **municipality_projects(db.session, municipality),
         )
 
     @expose("/membership/", methods=("POST",))

@@ -558,6 +558,69 @@ def test_edit_a_draft_and_an_approved_allocation(client, staff, members, open_ye
     )
 
 
+def _project(name: str, status: str):
+    """A project (idea, or moved on to ``status``) for allocations to shared projects."""
+    from itvsh.projects import services as project_services
+
+    session = scoped()
+    project = project_services.create_project(
+        session, ACTOR, name=name, kind="shared_service", starts_on=date(2020, 1, 1)
+    )
+    for step in {"idea": (), "planned": ("planned",), "running": ("planned", "running")}[status]:
+        project_services.change_status(session, ACTOR, project, step)
+    session.commit()
+    scoped()
+    return project
+
+
+def test_staff_allocate_to_a_shared_project_through_the_form(client, staff, members, open_year):
+    running = _project("Digitaler Bauantrag", "running")
+    idea = _project("Ideenskizze", "idea")
+    form = text_of(client.get(ALLOCATIONS + "new/"))
+    assert f'<option value="{running.id}">Digitaler Bauantrag</option>' in form
+    assert "Ideenskizze" not in form  # only planned and running projects are offered
+    projekte = str(category(open_year, "projekte").id)
+    data = allocation_form(
+        open_year, recipient_kind="project", member="", project=str(running.id), category_id=projekte
+    )
+    response = post(client, ALLOCATIONS + "new/", data)
+    assert response.status_code == 302, flashes(client.get(ALLOCATIONS))
+    allocation = scoped().execute(select(Allocation)).scalar_one()
+    assert (allocation.recipient_kind, allocation.project_id, allocation.municipality_id) == (
+        "project",
+        running.id,
+        None,
+    )
+    rows = cells(client.get(ALLOCATIONS + f"?flt0_project={running.id}"))
+    assert [(r["recipient"], r["kreis"]) for r in rows] == [("Digitaler Bauantrag", "")]
+    page = text_of(details(client, allocation))
+    assert f'class="itvsh-recipient-project" href="/admin/projects/details/?id={running.id}"' in page
+    edit = text_of(client.get(f"{ALLOCATIONS}edit/?id={allocation.id}"))
+    assert f'<option selected value="{running.id}">' in edit
+
+    before = state()
+    refused = post(
+        client, ALLOCATIONS + "new/", {**data, "project": str(idea.id), "idempotency_key": "create-idea"}
+    )
+    message = translated(
+        client.application,
+        "The project %(name)s is %(status)s; only planned or running projects receive money.",
+        name="Ideenskizze",
+        status=translated(client.application, "idea"),
+    )
+    assert refused.status_code == 200 and message in field_errors(refused, "project")
+    for value, msgid in (
+        ("", "Please choose the project that receives the allocation."),
+        ("999999", "There is no such project."),
+        ("abc", "There is no such project."),
+    ):
+        refused = post(
+            client, ALLOCATIONS + "new/", {**data, "project": value, "idempotency_key": f"k{value}"}
+        )
+        assert translated(client.application, msgid) in field_errors(refused, "project"), value
+    assert state() == before
+
+
 # --- allocations: the detail page and its actions ---------------------------------------------------
 
 

@@ -508,6 +508,83 @@ def test_assignments_choose_the_member_by_key_or_name_and_refuse_unknown_ones(
     assert count(AuditEvent, AuditEvent.action == "delete", AuditEvent.entity == "assignment") == 1
 
 
+def _project(name: str, status: str, ends_on: date | None = date(2025, 12, 31)):
+    """A project from 2020-01-01 (idea, or moved on to ``status``)."""
+    from itvsh.projects import services as project_services
+
+    session = scoped()
+    project = project_services.create_project(
+        session, ACTOR, name=name, kind="infrastructure", starts_on=date(2020, 1, 1), ends_on=ends_on
+    )
+    for step in {
+        "idea": (),
+        "planned": ("planned",),
+        "running": ("planned", "running"),
+        "completed": ("planned", "running", "completed"),
+    }[status]:
+        project_services.change_status(session, ACTOR, project, step)
+    session.commit()
+    scoped()
+    return project
+
+
+def test_an_assignment_to_a_shared_project_through_the_form(client, staff, members, person, secondment):
+    running = _project("Landesrechenzentrum", "running")
+    done = _project("Altprojekt", "completed", ends_on=date(2021, 12, 31))
+    form = text_of(client.get(ASSIGNMENTS + f"new/?target_kind=project&project={running.id}"))
+    assert f'<option selected value="{running.id}">Landesrechenzentrum</option>' in form
+    assert '<option selected value="project">' in form and "Altprojekt" not in form
+    data = assignment_form(person, target_kind="project", member="", project=str(running.id), role="Betrieb")
+    response = post(client, ASSIGNMENTS + "new/", data)
+    assert response.status_code == 302, flashes(client.get(ASSIGNMENTS))
+    added = scoped().execute(select(Assignment)).scalar_one()
+    assert (added.target_kind, added.project_id, added.municipality_id, added.role) == (
+        "project",
+        running.id,
+        None,
+        "Betrieb",
+    )
+    rows = cells(client.get(ASSIGNMENTS))
+    assert [(r["staff_member"], r["member"], r["fte"]) for r in rows] == [
+        ("Anna Beispiel", "Landesrechenzentrum", "50 %")
+    ]
+    assert f"/admin/projects/details/?id={running.id}" in text_of(client.get(ASSIGNMENTS))
+    assert len(cells(client.get(ASSIGNMENTS + "?flt0_target_kind=project"))) == 1
+    assert len(cells(client.get(ASSIGNMENTS + "?flt0_target_kind=member"))) == 0
+    assert client.get(f"{STAFF}details/?id={person.id}").status_code == 200
+    export = exported(client, ASSIGNMENTS + "export/csv/")
+    columns = [t(client, label) for label in ("Kind of target", "Official key", "Works for")]
+    assert [tuple(r[c] for c in columns) for r in export] == [("project", "", "Landesrechenzentrum")]
+
+    # editing: the project stays a project; no member field
+    edit = text_of(client.get(f"{ASSIGNMENTS}edit/?id={added.id}"))
+    assert 'name="member"' not in edit and f'<option selected value="{running.id}">' in edit
+    response = post(client, f"{ASSIGNMENTS}edit/?id={added.id}", {**data, "fte": "20"})
+    assert response.status_code == 302 and fresh(added).fte == 200
+
+    before = state()
+    for changes, field, msgid, variables in (
+        (
+            {"project": str(done.id)},
+            "project",
+            "The project %(name)s is %(status)s; people work only for planned or running projects.",
+            {"name": "Altprojekt", "status": translated(client.application, "completed")},
+        ),
+        ({"project": ""}, "project", "Please choose the project the person works for.", {}),
+        ({"project": "999999"}, "project", "There is no such project.", {}),
+        (
+            {"ends_on": "2026-01-31", "starts_on": "2025-12-01"},
+            "ends_on",
+            "The project %(name)s ends on %(day)s.",
+            {"name": "Landesrechenzentrum", "day": "2025-12-31"},
+        ),
+    ):
+        response = post(client, ASSIGNMENTS + "new/", {**data, "fte": "10", **changes})
+        assert response.status_code == 200, changes
+        assert t(client, msgid, **variables) in field_errors(response, field), changes
+    assert state() == before
+
+
 # --- auditors, municipality users, exports ---------------------------------------------------------------
 
 
