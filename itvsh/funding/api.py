@@ -5,7 +5,9 @@ Money is integer cents (``*_cents``). Every figure is a sum of bookings, compute
 in one grouped query. Reads: every logged-in role. A year's totals and its categories' totals are
 public money and show the whole year to everyone; allocations and bookings are private to their
 recipient, so the central tenant scope (core/tenancy.py) limits them for municipality users and
-another tenant's allocation or booking answers 404. Writes: staff and admins; all of them go
+another tenant's allocation or booking answers 404. Allocations to a shared project (``recipient_kind``
+``project``, ``project``: its id) and to the federation itself belong to no member: only admin, staff
+and auditors see them. Writes: staff and admins; all of them go
 through the funding services (``ledger.py``, ``distribution.py``), which check, audit and flush;
 each view commits once, and a refusal rolls the whole unit of work back and names the field as
 the request names it.
@@ -46,6 +48,7 @@ from itvsh.funding.models import (
     BudgetCategory,
     Distribution,
     FiscalYear,
+    RecipientKind,
 )
 from itvsh.funding.schemas import (
     ALLOCATION_STATUSES,
@@ -70,6 +73,7 @@ from itvsh.funding.schemas import (
     ReverseSchema,
     SettleSchema,
 )
+from itvsh.projects.models import Project
 from itvsh.tenants import services as tenant_services
 from itvsh.tenants.models import Municipality, MunicipalityKind
 from itvsh.tenants.schemas import Digits
@@ -82,6 +86,7 @@ REQUEST_FIELDS = {
     "municipality": "recipient",
     "municipality_id": "recipient",
     "category_id": "category",
+    "project_id": "project",
     "idempotency_key": IDEMPOTENCY_HEADER,
     "key": "parameters.key",
     "keys": "parameters.keys",
@@ -113,6 +118,12 @@ ALLOCATION_PARAMS = [
         "schema": {"type": "string"},
     },
     {"name": "distribution", "in": "query", "description": "distribution id", "schema": {"type": "integer"}},
+    {
+        "name": "project",
+        "in": "query",
+        "description": "project id: the allocations to that project",
+        "schema": {"type": "integer"},
+    },
 ]
 BOOKING_PARAMS = [
     _YEAR_PARAM,
@@ -340,6 +351,16 @@ def _category_named(fiscal_year: FiscalYear, code: str) -> BudgetCategory:
             _("The year %(year)s has no category “%(code)s”.", year=fiscal_year.year, code=code), "category"
         )
     return category
+
+
+def _project_named(project_id: int | None):
+    """The project a body names by id (None stays None); an unknown id is refused."""
+    if project_id is None:
+        return None
+    project = db.session.execute(select(Project).where(Project.id == project_id)).scalar_one_or_none()
+    if project is None:
+        raise RuleViolation(_("There is no project with the id %(id)s.", id=project_id), "project")
+    return project
 
 
 def _recipient_named(key: str | None) -> Municipality | None:
@@ -583,6 +604,7 @@ def list_allocations():
             joinedload(Allocation.category),
             # The recipient's Kreis, too: else each distinct Kreis on the page costs a query.
             joinedload(Allocation.municipality).joinedload(Municipality.kreis),
+            joinedload(Allocation.project),
         )
         .order_by(Allocation.id)
     )
@@ -610,6 +632,8 @@ def list_allocations():
         )
     if (distribution_id := _id_arg("distribution")) is not None:
         statement = statement.where(Allocation.distribution_id == distribution_id)
+    if (project_id := _id_arg("project")) is not None:
+        statement = statement.where(Allocation.project_id == project_id)
     return paginate(db.session, statement, _PageDumper(AllocationSchema(), _allocations_with_figures))
 
 
@@ -636,12 +660,14 @@ def create_allocation():
         fiscal_year = _year_named(data.pop("year"))
         category = _category_named(fiscal_year, data.pop("category"))
         municipality = _recipient_named(data.pop("recipient", None))
+        project = _project_named(data.pop("project", None))
         allocation = ledger.create_allocation(
             db.session,
             _me(),
             fiscal_year=fiscal_year,
             category=category,
             municipality=municipality,
+            project=project,
             idempotency_key=_idempotency_key(),
             **data,
         )
@@ -651,7 +677,9 @@ def create_allocation():
 
 def _allocation_changes(allocation: Allocation, data: dict) -> dict:
     """The request's fields as the service's columns: category code → category_id, recipient key
-    → municipality_id (a member recipient unless said otherwise; none for the federation)."""
+    → municipality_id (a member recipient unless said otherwise), project id → project_id (a project
+    recipient unless said otherwise). A new kind of recipient drops the other kinds' ids the request
+    does not name (the federation has neither)."""
     changes = dict(data)
     if "category" in changes:
         changes["category_id"] = _category_named(allocation.fiscal_year, changes.pop("category")).id
@@ -659,9 +687,17 @@ def _allocation_changes(allocation: Allocation, data: dict) -> dict:
         municipality = _recipient_named(changes.pop("recipient"))
         changes["municipality_id"] = getattr(municipality, "id", None)
         if municipality is not None:
-            changes.setdefault("recipient_kind", "member")
-    elif changes.get("recipient_kind") == FEDERATION:
-        changes["municipality_id"] = None
+            changes.setdefault("recipient_kind", RecipientKind.MEMBER.value)
+    if "project" in changes:
+        project = _project_named(changes.pop("project"))
+        changes["project_id"] = getattr(project, "id", None)
+        if project is not None:
+            changes.setdefault("recipient_kind", RecipientKind.PROJECT.value)
+    kind = changes.get("recipient_kind")
+    if kind in (RecipientKind.FEDERATION, RecipientKind.PROJECT):
+        changes.setdefault("municipality_id", None)
+    if kind in (RecipientKind.FEDERATION, RecipientKind.MEMBER):
+        changes.setdefault("project_id", None)
     return changes
 
 

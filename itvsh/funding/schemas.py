@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from marshmallow import RAISE, Schema, fields, validate
 
+from itvsh.api import MAX_ID
 from itvsh.core.money import MAX_CENTS
 from itvsh.funding.distribution import MAX_LIST
 from itvsh.funding.ledger import MAX_YEAR, MIN_YEAR
@@ -75,6 +76,18 @@ def _key_field(*lengths: int, description: str, **kwargs) -> fields.String:
 
 def _text(limit: int, **kwargs) -> fields.String:
     return fields.String(validate=validate.Length(max=limit), **kwargs)
+
+
+def project_field(description: str, **kwargs) -> fields.Integer:
+    """A project named by its id (null: none)."""
+    return fields.Integer(
+        strict=True,
+        allow_none=True,
+        validate=validate.Range(min=1, max=MAX_ID, error="Must be an id from {min} to {max}."),
+        error_messages={"invalid": "Must be a project id: a JSON integer."},
+        metadata={"description": description},
+        **kwargs,
+    )
 
 
 def _recipient_key(allocation) -> str | None:
@@ -223,6 +236,17 @@ class AllocationSchema(Schema):
         dump_only=True,
         metadata={"type": "string", "nullable": True},
     )
+    project = fields.Integer(
+        attribute="project_id",
+        dump_only=True,
+        allow_none=True,
+        metadata={"description": "the project receiving it (recipient_kind project)"},
+    )
+    project_name = fields.Function(
+        lambda a: a.project.name if a.project is not None else None,
+        dump_only=True,
+        metadata={"type": "string", "nullable": True},
+    )
     kreis = fields.Function(
         _recipient_kreis,
         dump_only=True,
@@ -249,7 +273,8 @@ class AllocationDetailSchema(AllocationSchema):
 
 
 class AllocationCreateSchema(Schema):
-    """A draft allocation: to a member (``recipient``: its official key) or to the federation itself
+    """A draft allocation: to a member (``recipient``: its official key), to a shared project
+    (``recipient_kind`` ``project``, ``project``: its id, no ``recipient``) or to the federation itself
     (``recipient_kind`` ``federation``, no ``recipient``)."""
 
     class Meta:
@@ -265,6 +290,7 @@ class AllocationCreateSchema(Schema):
     recipient = _key_field(
         5, 8, 9, description="official key of the member (AGS, Amt or Kreis key)", allow_none=True
     )
+    project = project_field("the project receiving it (recipient_kind project; a planned or running one)")
     purpose = fields.String(required=True, validate=validate.Length(min=1, max=500))
     amount_cents = cents("the amount granted", required=True)
     decision_date = fields.Date(allow_none=True, load_default=None)
@@ -284,6 +310,7 @@ class AllocationUpdateSchema(Schema):
     )
     recipient_kind = fields.String(validate=validate.OneOf(RECIPIENT_KINDS))
     recipient = _key_field(5, 8, 9, description="official key of the member", allow_none=True)
+    project = project_field("the project receiving it (recipient_kind project)")
     purpose = fields.String(validate=validate.Length(min=1, max=500))
     amount_cents = cents("the amount granted")
     decision_date = fields.Date(allow_none=True)

@@ -5,8 +5,10 @@ The register, secondments and capacity are the federation's: admin, staff and au
 admin and staff write. Assignments are private to the member they are for: a municipality user
 reads only its own (the central tenant scope filters them; another tenant's id answers 404) and
 only name, work email, period, share and role of the person -- never cost, pseudonym, home
-authority, notes or the secondment. Auditors read people by their pseudonym unless an admin allows
-names. Reading a person's record is audited as a sensitive read.
+authority, notes or the secondment. Assignments to a shared project (``project``: its id, instead of
+``municipality``) belong to no member: only admin, staff and auditors see them. Auditors read people
+by their pseudonym unless an admin allows names. Reading a person's record is audited as a sensitive
+read.
 
 Every write goes through the staffing services, which check, audit and flush; each view commits
 once, and a refusal rolls the whole unit of work back and names the field as the request names it.
@@ -37,8 +39,9 @@ from itvsh.core.errors import problem
 from itvsh.core.rules import RuleViolation
 from itvsh.extensions import db
 from itvsh.funding.models import FiscalYear
+from itvsh.projects.models import Project
 from itvsh.staffing import models, services  # noqa: F401  (models: the tables, at app start)
-from itvsh.staffing.models import Assignment, Secondment, StaffCost, StaffMember
+from itvsh.staffing.models import Assignment, Secondment, StaffCost, StaffMember, TargetKind
 from itvsh.staffing.schemas import (
     AssignmentCreateSchema,
     AssignmentSchema,
@@ -62,7 +65,7 @@ from itvsh.tenants.schemas import Digits
 
 MAX_CAPACITY_MONTHS = 120  # ten years
 # The services name fields by their objects; the API names them as the request does.
-REQUEST_FIELDS = {"staff_member": "staff_id", "municipality_id": "municipality"}
+REQUEST_FIELDS = {"staff_member": "staff_id", "municipality_id": "municipality", "project_id": "project"}
 _ISO_DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 _STAFF_ID_PARAM = {
     "name": "staff_id",
@@ -77,6 +80,12 @@ ASSIGNMENT_PARAMS = [
         "in": "query",
         "description": "official key of the member (AGS, Amt or Kreis key)",
         "schema": {"type": "string"},
+    },
+    {
+        "name": "project",
+        "in": "query",
+        "description": "only the assignments to this project (id)",
+        "schema": {"type": "integer"},
     },
     {
         "name": "active_on",
@@ -175,6 +184,15 @@ def _staff_named(staff_id: int) -> StaffMember:
             _("There is no person with the id %(id)s in the staff register.", id=staff_id), "staff_id"
         )
     return member
+
+
+def _project_named(project_id: int | None) -> Project | None:
+    if project_id is None:
+        return None
+    project = db.session.execute(select(Project).where(Project.id == project_id)).scalar_one_or_none()
+    if project is None:
+        raise RuleViolation(_("There is no project with the id %(id)s.", id=project_id), "project")
+    return project
 
 
 def _member_named(key: str) -> Municipality:
@@ -447,6 +465,7 @@ def list_assignments():
             joinedload(Assignment.staff_member),
             joinedload(Assignment.municipality),
             joinedload(Assignment.secondment),
+            joinedload(Assignment.project),
         )
         .order_by(Assignment.starts_on, Assignment.id)
     )
@@ -456,6 +475,8 @@ def list_assignments():
         statement = statement.where(
             Assignment.municipality_id.in_(select(Municipality.id).where(Municipality.key == key))
         )
+    if (project_id := _id_arg("project")) is not None:
+        statement = statement.where(Assignment.project_id == project_id)
     if (day := _day_arg("active_on")) is not None:
         statement = statement.where(
             Assignment.starts_on <= day, Assignment.ends_on.is_(None) | (Assignment.ends_on >= day)
@@ -477,7 +498,8 @@ def get_assignment(assignment_id: int):
 @bp.post("/assignments")
 @roles_allowed(FEDERATION)
 @doc(
-    "Assign a person to a member (inside a secondment, never over the person's share on any day)",
+    "Assign a person to a member or a project (inside a secondment, never over the person's share on "
+    "any day; a project's inside its period)",
     body=AssignmentCreateSchema,
     response=AssignmentSchema,
     status=201,
@@ -486,9 +508,15 @@ def create_assignment():
     data = json_body(AssignmentCreateSchema())
     with _unit_of_work():
         member = _staff_named(data.pop("staff_id"))
-        municipality = _member_named(data.pop("municipality"))
+        key, project = data.pop("municipality", None), _project_named(data.pop("project", None))
         assignment = services.create_assignment(
-            db.session, _me(), staff_member=member, municipality=municipality, **data
+            db.session,
+            _me(),
+            staff_member=member,
+            municipality=_member_named(key) if key is not None else None,
+            project=project,
+            target_kind=TargetKind.PROJECT.value if project is not None else TargetKind.MEMBER.value,
+            **data,
         )
     location = url_for(".get_assignment", assignment_id=assignment.id)
     return jsonify(_assignment_body(assignment)), 201, {"Location": location}
@@ -508,6 +536,8 @@ def update_assignment(assignment_id: int):
     with _unit_of_work():
         if "municipality" in data:
             data["municipality"] = _member_named(data["municipality"])
+        if "project" in data:
+            data["project"] = _project_named(data["project"])
         assignment = services.update_assignment(db.session, _me(), assignment, **data)
     return jsonify(_assignment_body(assignment))
 

@@ -13,7 +13,7 @@ schemas show pseudonyms (fail closed).
 
 from __future__ import annotations
 
-from marshmallow import RAISE, Schema, fields, validate
+from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
 from marshmallow.experimental.context import Context
 
 from itvsh.api import MAX_ID
@@ -238,12 +238,14 @@ class MemberAssignmentSchema(Schema):
 
     id = fields.Integer(dump_only=True)
     municipality = fields.Function(
-        lambda a: a.municipality.key,
+        lambda a: a.municipality.key if a.municipality is not None else None,
         dump_only=True,
-        metadata={"type": "string", "description": "official key"},
+        metadata={"type": "string", "nullable": True, "description": "official key (null: a project)"},
     )
     municipality_name = fields.Function(
-        lambda a: a.municipality.name, dump_only=True, metadata={"type": "string"}
+        lambda a: a.municipality.name if a.municipality is not None else None,
+        dump_only=True,
+        metadata={"type": "string", "nullable": True},
     )
     name = fields.Function(lambda a: person_name(a.staff_member), dump_only=True, metadata={"type": "string"})
     work_email = fields.Function(
@@ -277,28 +279,57 @@ class AssignmentSchema(MemberAssignmentSchema):
         },
     )
     target_kind = fields.String(dump_only=True, metadata={"enum": TARGET_KINDS})
+    project = fields.Integer(
+        attribute="project_id",
+        dump_only=True,
+        allow_none=True,
+        metadata={"description": "the project worked for (target_kind project)"},
+    )
+    project_name = fields.Function(
+        lambda a: a.project.name if a.project is not None else None,
+        dump_only=True,
+        metadata={"type": "string", "nullable": True},
+    )
     secondment = fields.Nested(SecondmentBriefSchema, dump_only=True)
     created_at = fields.DateTime(dump_only=True)
     updated_at = fields.DateTime(dump_only=True, allow_none=True)
 
 
 class AssignmentCreateSchema(Schema):
+    """Work for a member (``municipality``: its official key) or for a shared project (``project``:
+    its id, a planned or running one, the assignment inside its period) -- one of the two."""
+
     class Meta:
         unknown = RAISE
 
     staff_id = _id("the person (staff register id)", required=True)
-    municipality = _key(required=True)
+    municipality = _key()
+    project = _id("the project worked for (instead of a member)")
     starts_on = _day("first day", required=True)
     ends_on = _day("last day (null: open end)", allow_none=True, load_default=None)
     fte = _share(required=True)
     role = _text(300, load_default="")
 
+    @validates_schema
+    def _one_target(self, data: dict, **_kwargs) -> None:
+        if "municipality" in data and "project" in data:
+            raise ValidationError("Name either a member or a project, not both.", "project")
+        if "municipality" not in data and "project" not in data:
+            raise ValidationError(
+                "Name the member (municipality) or the project (project) the person works for.",
+                "municipality",
+            )
+
 
 class AssignmentUpdateSchema(Schema):
+    """Any subset; an assignment keeps its kind of target (a member's gets another member, a
+    project's another project)."""
+
     class Meta:
         unknown = RAISE
 
     municipality = _key()
+    project = _id("another project (for an assignment to a project)")
     starts_on = _day("first day")
     ends_on = _day("last day (null: open end)", allow_none=True)
     fte = _share()

@@ -1455,3 +1455,156 @@ def test_list_statement_counts_do_not_grow_with_bookings(client, as_user, open_y
     # recipients and their Kreise), the page's sums.
     assert len(large["/api/v1/allocations?per_page=100"][0]) == 4
     print("\n" + "; ".join(f"{url}: {len(large[url][0])} statements" for url in urls))
+
+
+# --- shared projects as recipients ------------------------------------------------------------------
+
+
+def new_project(name: str = "Digitaler Bauantrag", *, running: bool = True):
+    """A shared project from 2020 to 2030 (running, or still an idea); committed."""
+    from itvsh.projects import services as project_services
+
+    set_scope(db.session, ALL)
+    project = project_services.create_project(
+        db.session,
+        ACTOR,
+        name=name,
+        kind="shared_service",
+        starts_on=date(2020, 1, 1),
+        ends_on=date(2030, 12, 31),
+    )
+    if running:
+        project_services.change_status(db.session, ACTOR, project, "planned")
+        project_services.change_status(db.session, ACTOR, project, "running")
+    db.session.commit()
+    set_scope(db.session, ALL)
+    return project
+
+
+def recipients_on_record() -> list[tuple]:
+    """Each allocation's kind of recipient, member and project (what ``state`` leaves out)."""
+    set_scope(db.session, ALL)
+    return db.session.execute(
+        select(
+            Allocation.id, Allocation.recipient_kind, Allocation.municipality_id, Allocation.project_id
+        ).order_by(Allocation.id)
+    ).all()
+
+
+def test_an_allocation_goes_to_a_project_and_shows_it(client, staff, open_year):
+    project = new_project()
+    body = {**NEW_ALLOCATION, "category": "projekte", "recipient_kind": "project", "project": project.id}
+    del body["recipient"]
+    created = ok(post(client, "/api/v1/allocations", staff, body), 201)
+    assert (created["recipient_kind"], created["recipient"], created["recipient_name"]) == (
+        "project",
+        None,
+        None,
+    )
+    assert (created["project"], created["project_name"], created["kreis"]) == (
+        project.id,
+        "Digitaler Bauantrag",
+        None,
+    )
+    member = make_allocation(open_year, KIEL)
+    assert (get(client, f"/api/v1/allocations/{member.id}")["project"]) is None
+    listed = all_items(client, f"/api/v1/allocations?project={project.id}")
+    assert [(a["id"], a["project_name"]) for a in listed] == [(created["id"], "Digitaler Bauantrag")]
+    assert all_items(client, "/api/v1/allocations?project=999999") == []
+    assert "project" in field_errors(client.get("/api/v1/allocations?project=abc"))
+    # A draft moves from the project to a member and back.
+    url = f"/api/v1/allocations/{created['id']}"
+    to_member = ok(patch(client, url, staff, {"recipient": KIEL}))
+    assert (to_member["recipient_kind"], to_member["recipient"], to_member["project"]) == (
+        "member",
+        KIEL,
+        None,
+    )
+    back = ok(patch(client, url, staff, {"project": project.id}))
+    assert (back["recipient_kind"], back["recipient"], back["project"]) == ("project", None, project.id)
+    to_federation = ok(patch(client, url, staff, {"recipient_kind": "federation"}))
+    assert (to_federation["recipient"], to_federation["project"]) == (None, None)
+    ok(patch(client, url, staff, {"recipient_kind": "project", "project": project.id}))
+    approved = ok(post(client, f"{url}/approve", staff), 201)
+    assert approved["recipient_kind"] == "project"
+    # The project's budget is the ledger sum of its allocations.
+    from itvsh.projects.services import project_budgets
+
+    set_scope(db.session, ALL)
+    assert project_budgets(db.session, [project.id])[project.id].committed_cents == body["amount_cents"]
+
+
+def test_bad_project_recipients_are_refused_naming_the_field(client, staff, open_year):
+    project, idea = new_project(), new_project("Nur eine Idee", running=False)
+    draft = make_allocation(open_year, KIEL)
+    body = {**NEW_ALLOCATION, "category": "projekte", "recipient_kind": "project", "project": project.id}
+    del body["recipient"]
+    before, on_record = state(), recipients_on_record()
+    for change, field in (
+        ({"project": 999999}, "project"),
+        ({"project": idea.id}, "project"),  # only planned or running projects receive money
+        ({"project": None}, "project"),
+        ({"project": 0}, "project"),
+        ({"project": "1"}, "project"),
+        ({"project": True}, "project"),
+        ({"project": 2**31}, "project"),
+        ({"recipient": KIEL}, "recipient"),  # a project allocation has no member
+        ({"recipient_kind": "member"}, "recipient"),  # a member allocation names its member ...
+        ({"recipient_kind": "member", "recipient": KIEL}, "project"),  # ... and no project
+        ({"recipient_kind": "federation"}, "project"),
+    ):
+        errors = field_errors(post(client, "/api/v1/allocations", staff, {**body, **change}))
+        assert set(errors) == {field}, (change, errors)
+    assert (
+        "999999"
+        in field_errors(post(client, "/api/v1/allocations", staff, {**body, "project": 999999}))["project"][0]
+    )
+    url = f"/api/v1/allocations/{draft.id}"
+    for change, field in (
+        ({"project": 999999}, "project"),
+        ({"project": idea.id}, "project"),
+        ({"recipient_kind": "project"}, "project"),
+        ({"project": project.id, "recipient": KIEL}, "project"),  # a member names no project
+    ):
+        errors = field_errors(patch(client, url, staff, change))
+        assert set(errors) == {field}, (change, errors)
+    assert state() == before
+    assert recipients_on_record() == on_record
+    # Once approved, the recipient is fixed.
+    approved = make_allocation(open_year, LUEBECK, approve=True)
+    before, on_record = state(), recipients_on_record()
+    assert set(
+        field_errors(patch(client, f"/api/v1/allocations/{approved.id}", staff, {"project": project.id}))
+    ) <= {
+        "project",
+        "recipient_kind",
+        "recipient",
+    }
+    assert state() == before
+    assert recipients_on_record() == on_record
+
+
+def test_a_member_never_sees_an_allocation_to_a_project(client, as_user, open_year):
+    project = new_project()
+    set_scope(db.session, ALL)
+    allocation = ledger.create_allocation(
+        db.session,
+        ACTOR,
+        fiscal_year=open_year,
+        category=category(open_year, "projekte"),
+        recipient_kind="project",
+        municipality=None,
+        project=project,
+        purpose="Betrieb des Bauantrags",
+        amount_cents=1_000_00,
+    )
+    ledger.approve(db.session, ACTOR, allocation)
+    db.session.commit()
+    own = make_allocation(open_year, KIEL)
+    as_user("municipality", KIEL)
+    assert [a["id"] for a in all_items(client, "/api/v1/allocations")] == [own.id]
+    assert_problem(client.get(f"/api/v1/allocations/{allocation.id}"), 404)
+    assert "Bauantrag" not in client.get("/api/v1/bookings?per_page=500").get_data(as_text=True)
+    set_scope(db.session, ALL)
+    as_user("auditor")
+    assert {a["project"] for a in all_items(client, "/api/v1/allocations")} == {None, project.id}

@@ -813,7 +813,9 @@ def test_the_openapi_document_describes_the_staffing_endpoints(client):
         "StaffCostRequest",
     ):
         assert schemas[name]["additionalProperties"] is False, name
-    assert set(schemas["AssignmentCreate"]["required"]) == {"staff_id", "municipality", "starts_on", "fte"}
+    # The target is a member (municipality) or a project: one of the two, checked by the schema.
+    assert set(schemas["AssignmentCreate"]["required"]) == {"staff_id", "starts_on", "fte"}
+    assert {"municipality", "project"} <= set(schemas["AssignmentCreate"]["properties"])
     fte = schemas["AssignmentCreate"]["properties"]["fte"]
     assert (fte["type"], fte["minimum"], fte["maximum"]) == ("integer", 1, 1000)
     assert {"annual_cost_cents", "pseudonym"} <= set(schemas["Assignment"]["properties"])
@@ -852,3 +854,158 @@ def test_list_statement_counts_do_not_grow_with_rows(client, staff, person, seco
     db.session.commit()
     set_scope(db.session, ALL)
     assert [statements(url) for url in urls] == few
+
+
+# --- shared projects as targets ---------------------------------------------------------------------
+
+
+def new_project(name: str = "Digitaler Bauantrag", *, running: bool = True, ends_on: date | None = None):
+    """A shared project from 2020-01-01 (running, or still an idea); committed."""
+    from itvsh.projects import services as project_services
+
+    set_scope(db.session, ALL)
+    project = project_services.create_project(
+        db.session, ACTOR, name=name, kind="shared_service", starts_on=date(2020, 1, 1), ends_on=ends_on
+    )
+    if running:
+        project_services.change_status(db.session, ACTOR, project, "planned")
+        project_services.change_status(db.session, ACTOR, project, "running")
+    db.session.commit()
+    set_scope(db.session, ALL)
+    return project
+
+
+def targets_on_record() -> list[tuple]:
+    """Each assignment's kind of target, member and project (what ``state`` leaves out)."""
+    set_scope(db.session, ALL)
+    return db.session.execute(
+        select(
+            Assignment.id, Assignment.target_kind, Assignment.municipality_id, Assignment.project_id
+        ).order_by(Assignment.id)
+    ).all()
+
+
+def test_a_person_is_assigned_to_a_project(client, staff, person, secondment):
+    project, other = new_project(), new_project("Netz")
+    body = {
+        "staff_id": person.id,
+        "project": project.id,
+        "starts_on": "2021-01-01",
+        "ends_on": "2021-12-31",
+        "fte": 500,
+        "role": "Projektleitung",
+    }
+    created = ok(send(client, "post", "/api/v1/assignments", staff, body), 201)
+    assert {k: created[k] for k in body} == body
+    assert (
+        created["target_kind"],
+        created["project_name"],
+        created["municipality"],
+        created["municipality_name"],
+    ) == (
+        "project",
+        "Digitaler Bauantrag",
+        None,
+        None,
+    )
+    member = assign(person, KIEL, date(2021, 1, 1), date(2021, 12, 31), 300)
+    assert get(client, f"/api/v1/assignments/{member.id}")["project"] is None
+
+    def ids(query: str = "") -> list[int]:
+        return [a["id"] for a in get(client, f"/api/v1/assignments{query}")["items"]]
+
+    assert ids() == [created["id"], member.id]
+    assert ids(f"?project={project.id}") == [created["id"]]
+    assert ids(f"?project={other.id}") == []
+    assert ids("?project=999999") == []
+    assert "project" in field_errors(client.get("/api/v1/assignments?project=x"))
+    moved = ok(send(client, "patch", f"/api/v1/assignments/{created['id']}", staff, {"project": other.id}))
+    assert (moved["project"], moved["project_name"]) == (other.id, "Netz")
+    # Its people are the assignments to it.
+    from itvsh.projects.services import project_people
+
+    set_scope(db.session, ALL)
+    assert [a.id for a in project_people(db.session, other)] == [created["id"]]
+
+
+def test_bad_project_targets_are_refused_naming_the_field(client, staff, person, secondment):
+    project = new_project(ends_on=date(2022, 12, 31))
+    idea = new_project("Nur eine Idee", running=False)
+    to_project = services.create_assignment(
+        db.session,
+        ACTOR,
+        staff_member=person,
+        municipality=None,
+        project=project,
+        target_kind="project",
+        starts_on=date(2021, 1, 1),
+        ends_on=date(2021, 6, 30),
+        fte=200,
+    )
+    db.session.commit()
+    to_member = assign(person, KIEL, date(2021, 1, 1), date(2021, 6, 30), 200)
+    before, on_record = state(), targets_on_record()
+    url = "/api/v1/assignments"
+    good = {
+        "staff_id": person.id,
+        "project": project.id,
+        "starts_on": "2022-01-01",
+        "ends_on": "2022-06-30",
+        "fte": 100,
+    }
+    for change, field in (
+        ({"municipality": KIEL}, "project"),  # a member or a project, not both
+        ({"project": 999999}, "project"),
+        ({"project": idea.id}, "project"),  # only planned or running projects
+        ({"project": None}, "project"),
+        ({"project": 0}, "project"),
+        ({"project": "1"}, "project"),
+        ({"project": True}, "project"),
+        ({"starts_on": "2019-06-01"}, "starts_on"),  # before the project starts
+        ({"ends_on": "2023-01-31"}, "ends_on"),  # after it ends
+        ({"ends_on": None}, "ends_on"),
+    ):
+        errors = field_errors(send(client, "post", url, staff, {**good, **change}))
+        assert field in errors, (change, errors)
+    del good["project"]
+    assert "municipality" in field_errors(send(client, "post", url, staff, good))  # neither
+    assert "999999" in " ".join(
+        field_errors(send(client, "post", url, staff, {**good, "project": 999999}))["project"]
+    )
+    for target, change, field in (
+        (to_project, {"municipality": KIEL}, "municipality"),  # a project's assignment stays a project's
+        (to_member, {"project": project.id}, "project"),  # a member's stays a member's
+        (to_project, {"project": idea.id}, "project"),
+        (to_project, {"project": 999999}, "project"),
+        (to_project, {"project": None}, "project"),
+        (to_project, {"ends_on": "2023-06-30"}, "ends_on"),
+    ):
+        errors = field_errors(send(client, "patch", f"{url}/{target.id}", staff, change))
+        assert field in errors, (change, errors)
+    assert state() == before
+    assert targets_on_record() == on_record
+
+
+def test_a_member_never_sees_an_assignment_to_a_project(client, as_user, person, secondment):
+    project = new_project()
+    to_project = services.create_assignment(
+        db.session,
+        ACTOR,
+        staff_member=person,
+        municipality=None,
+        project=project,
+        target_kind="project",
+        starts_on=date(2021, 1, 1),
+        ends_on=None,
+        fte=200,
+        role="Bauantrag-Leitung",
+    )
+    db.session.commit()
+    own = assign(person, KIEL, date(2021, 1, 1), None, 200, "Kiel-Rolle")
+    as_user("municipality", KIEL)
+    assert [a["id"] for a in get(client, "/api/v1/assignments?per_page=500")["items"]] == [own.id]
+    assert_problem(client.get(f"/api/v1/assignments/{to_project.id}"), 404)
+    set_scope(db.session, ALL)
+    as_user("auditor")
+    items = get(client, "/api/v1/assignments")["items"]
+    assert {(a["target_kind"], a["project"]) for a in items} == {("project", project.id), ("member", None)}
