@@ -108,6 +108,7 @@ def build_world(session, actor: str = "isolation-test") -> World:
     from itvsh.core.audit import AuditEvent
     from itvsh.demo import shipped_list
     from itvsh.funding.models import Allocation, Booking, BudgetCategory, FiscalYear
+    from itvsh.projects.models import Milestone, OzgService, OzgStatus, Project
     from itvsh.staffing.models import Assignment, Secondment, StaffMember
     from itvsh.tenants import services as tenant_services
     from itvsh.tenants.importer import import_municipalities
@@ -138,6 +139,7 @@ def build_world(session, actor: str = "isolation-test") -> World:
             contacts[key] = contact
         funding = _funding_canaries(session, actor, tenants, canaries)
         staffing = _staffing_canaries(session, actor, tenants, canaries)
+        projects = _projects_world(session, actor, tenants)
         users, emails = {}, {}
         for identity in IDENTITIES:
             if identity.anonymous:
@@ -175,6 +177,7 @@ def build_world(session, actor: str = "isolation-test") -> World:
             "audit_event_id": event_id,
             **funding,
             **staffing,
+            **projects,
         }
         return World(
             users=users,
@@ -198,6 +201,10 @@ def build_world(session, actor: str = "isolation-test") -> World:
                 StaffMember: "staff_id",
                 Secondment: "secondment_id",
                 Assignment: "assignment",
+                Project: "project_id",
+                OzgService: "ozg_service_id",
+                OzgStatus: "ozg_status_id",
+                Milestone: "milestone_id",
             },
         )
     finally:
@@ -294,6 +301,44 @@ def _staffing_canaries(session, actor, tenants, canaries) -> dict:
     return values
 
 
+def _projects_world(session, actor, tenants) -> dict:
+    """A small OZG catalogue, a running project A takes part in (with a milestone), and A's status of
+    one service. All of it is public data (the monitoring shows it); private to staff are the
+    project's budget and people, which carry no tenant. Returns the ids."""
+    from itvsh.projects import ozg
+    from itvsh.projects import services as project_services
+    from itvsh.projects.models import OzgService
+
+    services = [
+        OzgService(ozg_id=ozg_id, name=name, topic=topic)
+        for ozg_id, name, topic in (
+            ("10000", "Elterngeld", "Familie & Kind"),
+            ("10169", "Führerschein", "Mobilität & Reisen"),
+        )
+    ]
+    session.add_all(services)
+    session.flush()
+    ozg.recompute_tallies(session)
+    project = project_services.create_project(
+        session, actor, name="Isolation Project", kind="shared_service", starts_on=date(2020, 1, 1)
+    )
+    project_services.change_status(session, actor, project, "planned")
+    project_services.change_status(session, actor, project, "running")
+    project_services.add_participant(session, actor, project, tenants[A_KEY], "pilot")
+    milestone = project_services.add_milestone(
+        session, actor, project, title="Isolation milestone", due_on=date(2020, 6, 1)
+    )
+    project_services.set_services(session, actor, project, services)
+    status = ozg.set_status(session, actor, tenants[A_KEY], services[0], maturity=3, project=project).status
+    return {
+        "ozg_status_id": status.id,
+        "project_id": project.id,
+        "milestone_id": milestone.id,
+        "ozg_id": services[0].ozg_id,
+        "ozg_service_id": services[0].id,
+    }
+
+
 # --- the plan ---------------------------------------------------------------------------------
 
 # Route parameters that name no tenant's object, and how to fill them. Anything else must be
@@ -307,11 +352,25 @@ UNDECLARED_KINDS = {
     "user_id": "user_id",
     "staff_id": "staff_id",  # the staff register and secondments: federation data, no tenant's
     "secondment_id": "secondment_id",
+    "project_id": "project_id",  # projects, their milestones and the OZG catalogue: public data
+    "milestone_id": "milestone_id",
+    "ozg_id": "ozg_id",
 }
 # Tenant-param kinds naming public master data (another tenant may read it, without private parts);
 # every other kind names a private object, which another tenant's user must get 404 for.
 PUBLIC_KINDS = frozenset(
-    {"municipality_key", "municipality_id", "fiscal_year", "fiscal_year_id", "category_id"}
+    {
+        "municipality_key",
+        "municipality_id",
+        "fiscal_year",
+        "fiscal_year_id",
+        "category_id",
+        "project_id",
+        "milestone_id",
+        "ozg_id",
+        "ozg_service_id",
+        "ozg_status_id",
+    }
 )
 SKIPPED_METHODS = frozenset({"HEAD", "OPTIONS"})
 HACKED = "HACKED by the isolation harness"

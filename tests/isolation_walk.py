@@ -227,6 +227,7 @@ API_BODIES: dict[str, object] = {
     "api.update_user": lambda w: {"active": False},
     "api.create_municipality": lambda w: {"key": NEW_KEYS["api"], "kind": "gemeinde", "name": HACKED},
     "api.change_membership": lambda w: {"action": "join", "on": date.today().isoformat(), "note": HACKED},
+    "api.put_ozg_status": lambda w: {"maturity": 2},  # A's own status: a real write for A and staff
 }
 FORM_BODIES: dict[str, object] = {
     # the form on the detail page
