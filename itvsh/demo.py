@@ -41,7 +41,7 @@ from itvsh.funding.models import (
     RecipientKind,
     YearStatus,
 )
-from itvsh.projects.demo import load_projects
+from itvsh.projects.demo import fund_projects, load_projects
 from itvsh.staffing.demo import book_staff_costs, load_staffing
 from itvsh.tenants import services as tenant_services
 from itvsh.tenants.importer import import_municipalities
@@ -270,6 +270,7 @@ class _FundingDemo:
             self.distribution(year, when)
             self.grants(year, when)
             book_staff_costs(self.session, DEMO_ACTOR, year, self.today)  # federation-borne secondments
+            fund_projects(self.session, DEMO_ACTOR, year, self.today)  # the planned and running projects
             if not when.current:
                 self.close(year)
 

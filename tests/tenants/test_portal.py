@@ -197,16 +197,17 @@ def test_anonymous_visitors_are_sent_to_login(client, world):
         assert response.headers["Location"].startswith("/login?next=")
 
 
-def test_later_sections_say_there_is_nothing_yet(app, client, login_as, world):
+def test_the_projects_and_ozg_sections_link_to_their_pages(app, client, login_as, world):
     login_as("municipality", KIEL)
     body = text_of(client.get("/portal/"))
     nothing = translated(app, "Nothing yet.")
-    for heading, msgid in (
-        ("projects-heading", "Projects"),
-        ("ozg-heading", "OZG status"),
+    for heading, msgid, url in (
+        ("projects-heading", "Projects", "/portal/projects/"),
+        ("ozg-heading", "OZG status", "/portal/ozg/"),
     ):
         block = section(body, heading)
-        assert translated(app, msgid) in block and nothing in block
+        assert translated(app, msgid) in block and nothing not in block
+        assert f'href="{url}"' in block
 
 
 class _Structure(HTMLParser):
