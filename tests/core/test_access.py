@@ -24,6 +24,11 @@ EXPECTED_PUBLIC = {
     "health.healthz",
     "health.readyz",
     "api.openapi_document",
+    "monitoring.index",  # the public OZG monitoring and its open data
+    "monitoring.municipality",
+    "monitoring.about",
+    "monitoring.ozg_csv",
+    "monitoring.ozg_json",
 }
 
 
