@@ -416,6 +416,22 @@ class TimelineView(StaffingPageView):
         )
 
 
+def project_effort_rows(session, effort: services.YearEffort) -> list[tuple[int, str, str, str]]:
+    """(id, name, FTE-months text, exact fraction) per project, most effort first; one statement."""
+    from itvsh.projects.models import Project
+
+    if not effort.by_project:
+        return []
+    names = dict(
+        session.execute(select(Project.id, Project.name).where(Project.id.in_(effort.by_project))).all()
+    )
+    ordered = sorted(effort.by_project.items(), key=lambda item: (-item[1], names.get(item[0], "")))
+    return [
+        (pid, names.get(pid, "?"), _fte_months_text(value), f"{value.numerator}/{value.denominator}")
+        for pid, value in ordered
+    ]
+
+
 class EffortView(StaffingPageView):
     """FTE-months per Kreis and municipality in one year."""
 
@@ -424,6 +440,7 @@ class EffortView(StaffingPageView):
         year, error = parse_year(request.args.get("year"))
         effort = services.effort_by_target(db.session, year)
         kreise, municipalities = effort_rows(db.session, effort)
+        projects = project_effort_rows(db.session, effort)
         this_year = date.today().year
         first_start = db.session.execute(select(func.min(Secondment.starts_on))).scalar()
         first = min(first_start.year if first_start else this_year, this_year, year)
@@ -437,6 +454,8 @@ class EffortView(StaffingPageView):
             effort=effort,
             kreise=kreise,
             municipalities=municipalities,
+            projects=projects,
+            projects_total_text=_fte_months_text(effort.projects_total),
             total_text=_fte_months_text(effort.total),
             total_exact=f"{effort.total.numerator}/{effort.total.denominator}",
             dash=DASH,

@@ -736,12 +736,15 @@ def _over_days(secondments: list[Secondment], assignments: list[Assignment], fir
 
 @dataclass
 class YearEffort:
-    """FTE-months that went to each target in one year (per municipality, per Kreis)."""
+    """FTE-months that went to each target in one year: per municipality and per Kreis (``total``
+    is their sum), and per shared project (``projects_total``)."""
 
     year: int
     by_municipality: dict[int, Fraction]
     by_kreis: dict[int | None, Fraction]
     total: Fraction
+    by_project: dict[int, Fraction] = field(default_factory=dict)
+    projects_total: Fraction = Fraction(0)
 
 
 def effort_by_target(session: Session, year: int) -> YearEffort:
@@ -764,7 +767,23 @@ def effort_by_target(session: Session, year: int) -> YearEffort:
         by_municipality[municipality.id] += effort
         by_kreis[_kreis_id(municipality)] += effort
         total += effort
-    return YearEffort(year, dict(by_municipality), dict(by_kreis), total)
+    by_project: dict[int, Fraction] = defaultdict(Fraction)
+    for assignment in session.execute(
+        select(Assignment)
+        .where(Assignment.project_id.is_not(None), Assignment.starts_on <= last)
+        .where((Assignment.ends_on.is_(None)) | (Assignment.ends_on >= first))
+    ).scalars():
+        by_project[assignment.project_id] += fte_months(
+            assignment.fte, max(assignment.starts_on, first), min(end_of(assignment.ends_on), last)
+        )
+    return YearEffort(
+        year,
+        dict(by_municipality),
+        dict(by_kreis),
+        total,
+        dict(by_project),
+        sum(by_project.values(), Fraction(0)),
+    )
 
 
 def _kreis_id(municipality: Municipality) -> int | None:
