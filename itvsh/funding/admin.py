@@ -4,7 +4,7 @@ Thin views over ``funding.ledger``: every change (a year, a category, an allocat
 is made by a ledger service, which checks the limits, books and audits; the view commits once, or
 on a :class:`RuleViolation` rolls back and shows the service's message (nothing changed). Auditors
 see every page and no write button, and get 403 from every write URL (``SecureModelView`` for the
-standard ones, :attr:`_FundingView.write_views` for the funding actions). Nothing here deletes:
+standard ones, ``write_views`` for the funding actions). Nothing here deletes:
 allocations are cancelled, bookings are reversed.
 
 Every figure is a sum of bookings. A list page fetches its rows and their sums in one statement:
@@ -309,16 +309,7 @@ class _FundingView(SecureModelView):
     """Base of the funding views: funding write endpoints closed to auditors, unknown ids 404, and
     (for views with ``sums_by``) the page's sums of bookings fetched with the page."""
 
-    write_views: frozenset[str] = frozenset()
     sums_by: tuple[str, ...] = ()  # Booking columns matched to the model's (see _sums_on)
-
-    def _handle_view(self, name, **kwargs):
-        refused = super()._handle_view(name, **kwargs)
-        if refused is not None:
-            return refused
-        if name in self.write_views and self.read_only:
-            abort(403)
-        return None
 
     def get_one(self, id):
         return _get_or_404(self.model, id)
