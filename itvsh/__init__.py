@@ -42,6 +42,7 @@ def register_extensions(app: Flask) -> None:
     from itvsh.core.db import configure_engine, register_transaction_modes
     from itvsh.core.i18n import register_i18n, select_locale
     from itvsh.core.security import register_security
+    from itvsh.reports.jobs import register_jobs
     from itvsh.tenants.scope import register_request_scope
 
     db.init_app(app)
@@ -60,6 +61,7 @@ def register_extensions(app: Flask) -> None:
     register_request_scope(app)
     register_security(app)
     register_i18n(app)
+    register_jobs(app)
 
 
 def _migrations_dir() -> str:
@@ -80,6 +82,7 @@ def register_blueprints(app: Flask) -> None:
     from itvsh.projects import api as projects_api  # noqa: F401  (endpoints on the API blueprint)
     from itvsh.projects.monitoring import bp as monitoring_bp
     from itvsh.projects.portal import bp as projects_portal_bp
+    from itvsh.reports.views import bp as reports_bp
     from itvsh.staffing import api as staffing_api  # noqa: F401  (endpoints on the API blueprint)
     from itvsh.staffing.portal import bp as staffing_portal_bp
     from itvsh.tenants import api as tenants_api  # noqa: F401  (endpoints on the API blueprint)
@@ -92,6 +95,7 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(staffing_portal_bp)
     app.register_blueprint(projects_portal_bp)
     app.register_blueprint(monitoring_bp)
+    app.register_blueprint(reports_bp)
     app.register_blueprint(api_bp)
 
 
@@ -112,6 +116,7 @@ def register_commands(app: Flask) -> None:
     from itvsh.core.cli import audit_cli
     from itvsh.demo import demo_command
     from itvsh.projects.cli import ozg_cli
+    from itvsh.reports.cli import reports_cli, worker_command
     from itvsh.staffing.cli import staff_cli
     from itvsh.tenants.cli import tenants_cli
 
@@ -121,3 +126,5 @@ def register_commands(app: Flask) -> None:
     app.cli.add_command(tenants_cli)
     app.cli.add_command(staff_cli)
     app.cli.add_command(ozg_cli)
+    app.cli.add_command(reports_cli)
+    app.cli.add_command(worker_command)

@@ -82,6 +82,12 @@ def load_config(instance_path: str, overrides: dict | None = None) -> dict:
         "ITVSH_REDIS_URL": redis_url,
         "ITVSH_REPORTS_DIR": os.environ.get("ITVSH_REPORTS_DIR") or str(instance / "reports"),
         "ITVSH_PROXY_HOPS": _int("ITVSH_PROXY_HOPS", 0),
+        # Jobs: rq with Redis, else an in-process thread ("embedded"); ITVSH_JOBS forces one.
+        "ITVSH_JOBS": os.environ.get("ITVSH_JOBS") or None,
+        # A running report renews its lease as it goes; a lease that ran out means its worker died.
+        "ITVSH_REPORT_LEASE_SECONDS": _int("ITVSH_REPORT_LEASE_SECONDS", 60),
+        # How often the one scheduler runs the schedule and the sweeper.
+        "ITVSH_SCHEDULER_SECONDS": _int("ITVSH_SCHEDULER_SECONDS", 30),
         "BABEL_DEFAULT_LOCALE": locale,
         "BABEL_DEFAULT_TIMEZONE": "Europe/Berlin",
         # argon2id; RFC 9106 "second recommended" profile, above the OWASP ASVS 5 minimum

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import re
+import tempfile
 import uuid
 
 import pytest
@@ -23,6 +24,7 @@ from itvsh.extensions import db
 REQUIRE_ALL = os.environ.get("ITVSH_REQUIRE_ALL") == "1"
 TEST_DATABASE_URL = os.environ.get("ITVSH_TEST_DATABASE_URL") or None
 TEST_REDIS_URL = os.environ.get("ITVSH_TEST_REDIS_URL") or None
+REPORTS_DIR = tempfile.mkdtemp(prefix="itvsh-test-reports-")
 
 
 def require(condition: bool, reason: str) -> None:
@@ -46,6 +48,7 @@ def test_config(database_url: str, **extra) -> dict:
         "ITVSH_ARGON2_PARALLELISM": 1,
         "RATELIMIT_STORAGE_URI": "memory://",
         "ITVSH_REDIS_URL": None,
+        "ITVSH_REPORTS_DIR": REPORTS_DIR,
     }
     config.update(extra)
     return config

@@ -82,6 +82,23 @@ def read_only_work() -> Iterator[None]:
         _begin_mode.reset(token)
 
 
+@contextmanager
+def write_step(session: Session) -> Iterator[None]:
+    """Inside read-only work, make one short write (a job's progress, its end) and commit it: the
+    read transaction ends first and the write starts ``BEGIN IMMEDIATE`` on SQLite, so it waits for
+    the lock instead of failing to upgrade a stale read. Rolled back if the block raises."""
+    session.commit()
+    token = _begin_mode.set("IMMEDIATE")
+    try:
+        yield
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        _begin_mode.reset(token)
+
+
 @event.listens_for(Session, "before_flush")
 def _refuse_write_in_read_only_work(session: Session, _flush_context, _instances) -> None:
     if _begin_mode.get() == "DEFERRED" and (session.new or session.dirty or session.deleted):

@@ -47,6 +47,7 @@ TABLES = {
     "ozg_services",
     "ozg_statuses",
     "ozg_status_changes",
+    "reports",
     "ozg_tallies",
     "ozg_snapshots",
 }
