@@ -218,9 +218,9 @@ def main() -> int:
 
 
 def run_all(names: list[str]) -> int:
-    """`python -m bench [foundation] [tenants] [funding] [staffing]`: the named benchmarks, by default
+    """`python -m bench [foundation] [tenants] [funding] [staffing] [monitoring] [reports]`: the named benchmarks, by default
     all of them."""
-    from bench import funding, monitoring, staffing, tenants
+    from bench import funding, monitoring, reports, staffing, tenants
 
     benchmarks = {
         "foundation": main,
@@ -228,6 +228,7 @@ def run_all(names: list[str]) -> int:
         "funding": funding.main,
         "staffing": staffing.main,
         "monitoring": monitoring.main,
+        "reports": reports.main,
     }
     unknown = [n for n in names if n not in benchmarks]
     if unknown:
