@@ -10,10 +10,12 @@ its kind in :data:`World.values`; a route whose parameters cannot be filled fail
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import secrets
 from dataclasses import dataclass, field
 from datetime import date
+from pathlib import Path
 from urllib.parse import urlencode
 
 from flask import Flask
@@ -109,6 +111,7 @@ def build_world(session, actor: str = "isolation-test") -> World:
     from itvsh.demo import shipped_list
     from itvsh.funding.models import Allocation, Booking, BudgetCategory, FiscalYear
     from itvsh.projects.models import Milestone, OzgService, OzgStatus, Project
+    from itvsh.reports.models import Report
     from itvsh.staffing.models import Assignment, Secondment, StaffMember
     from itvsh.tenants import services as tenant_services
     from itvsh.tenants.importer import import_municipalities
@@ -140,6 +143,7 @@ def build_world(session, actor: str = "isolation-test") -> World:
         funding = _funding_canaries(session, actor, tenants, canaries)
         staffing = _staffing_canaries(session, actor, tenants, canaries)
         projects = _projects_world(session, actor, tenants)
+        reports = _reports_world(session, actor, tenants, canaries)
         users, emails = {}, {}
         for identity in IDENTITIES:
             if identity.anonymous:
@@ -178,6 +182,7 @@ def build_world(session, actor: str = "isolation-test") -> World:
             **funding,
             **staffing,
             **projects,
+            **reports,
         }
         return World(
             users=users,
@@ -205,6 +210,7 @@ def build_world(session, actor: str = "isolation-test") -> World:
                 OzgService: "ozg_service_id",
                 OzgStatus: "ozg_status_id",
                 Milestone: "milestone_id",
+                Report: "report_id",
             },
         )
     finally:
@@ -337,6 +343,43 @@ def _projects_world(session, actor, tenants) -> dict:
         "ozg_id": services[0].ozg_id,
         "ozg_service_id": services[0].id,
     }
+
+
+def _reports_world(session, actor, tenants, canaries) -> dict:
+    """For each member canary tenant a finished statement whose file carries the tenant's canary
+    (a member's statements are its private data), as a job would have left it. Returns A's id."""
+    from flask import current_app
+
+    from itvsh.reports.models import Report, ReportStatus
+    from itvsh.tenants import services as tenant_services
+
+    values = {}
+    for key, municipality in tenants.items():
+        if not tenant_services.is_current_member(session, municipality.id):
+            continue
+        report = Report(
+            kind="municipality_statement",
+            format="pdf",
+            parameters={"ags": key},
+            municipality_id=municipality.id,
+            status=ReportStatus.FINISHED.value,
+            progress=100,
+            requested_by_label=actor,
+            file_name=f"statement-{key}.pdf",
+            summary={},
+            error="",
+        )
+        session.add(report)
+        session.flush()
+        folder = Path(current_app.config["ITVSH_REPORTS_DIR"]) / str(report.id)
+        folder.mkdir(parents=True, exist_ok=True)
+        body = f"%PDF-1.4 statement of {key}: Canary {canaries[key].token}\n".encode()
+        (folder / report.file_name).write_bytes(body)
+        report.file_size = len(body)
+        report.sha256 = hashlib.sha256(body).hexdigest()
+        if key == A_KEY:
+            values["report_id"] = report.id
+    return values
 
 
 # --- the plan ---------------------------------------------------------------------------------

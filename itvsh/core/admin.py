@@ -178,6 +178,7 @@ def register_admin(app: Flask) -> Admin:
     from itvsh.funding.dashboard import register as register_funding_dashboard
     from itvsh.projects.admin import register as register_projects_admin
     from itvsh.projects.ozg_admin import register as register_ozg_admin
+    from itvsh.reports.admin import register as register_reports_admin
     from itvsh.staffing.admin import register as register_staffing_admin
     from itvsh.staffing.capacity import register as register_staffing_capacity
     from itvsh.tenants.admin import register as register_tenants_admin
@@ -196,6 +197,7 @@ def register_admin(app: Flask) -> Admin:
     register_staffing_capacity(admin)
     register_projects_admin(admin)
     register_ozg_admin(admin)
+    register_reports_admin(admin)
     register_auth_admin(admin)
     register_audit_admin(admin)
     app.extensions["itvsh_admin_views"] = {view.endpoint: view for view in admin._views}
