@@ -391,7 +391,7 @@ def schedule_due(session: Session, today: date | None = None) -> list[Report]:
             )
         ).all()
         for year, closed_at in closed:
-            stamp = closed_at.strftime("%Y%m%dT%H%M%S")
+            stamp = closed_at.strftime("%Y%m%dT%H%M%S.%f")
             for fmt in ANNUAL_AUTO_FORMATS:
                 key = f"{ANNUAL_FUNDING}:{year}:{stamp}:{fmt}"
                 if report := _ensure(session, ANNUAL_FUNDING, fmt, {"year": year}, key):
