@@ -6,6 +6,7 @@ the canary search in every response (unzipping XLSX exports)."""
 from __future__ import annotations
 
 import io
+import json
 import re
 import zipfile
 from dataclasses import dataclass, field
@@ -190,13 +191,21 @@ def snapshot(engine, a_contact_id: int) -> Snapshot:
             rows = cursor.fetchall()
             # hash() of the rows' tuples: compared within this process only, and 10x cheaper than
             # digesting their text.
-            result.tables[table.name] = (len(rows), hash(tuple(map(tuple, rows))))
+            try:
+                digest = hash(tuple(map(tuple, rows)))
+            except TypeError:  # JSON columns come back as dicts and lists on PostgreSQL
+                digest = hash(tuple(tuple(_hashable(value) for value in row) for row in rows))
+            result.tables[table.name] = (len(rows), digest)
         cursor.close()
         contacts = MunicipalityContact.__table__
         row = conn.execute(select(contacts).where(contacts.c.id == a_contact_id)).one_or_none()
         result.a_contact = tuple(row) if row is not None else None
         conn.rollback()
     return result
+
+
+def _hashable(value):
+    return json.dumps(value, sort_keys=True, default=str) if isinstance(value, (dict, list)) else value
 
 
 # --- the walk ---------------------------------------------------------------------------------
