@@ -130,7 +130,7 @@ def build_pdf(out, ctx: RenderContext, title: str, story: list) -> None:
 
     head = Table(
         [
-            [Paragraph(f"<b>{_esc(k)}</b>", styles["Normal"]), Paragraph(_esc(v), styles["Normal"])]
+            [Paragraph(f"<b>{esc(k)}</b>", styles["Normal"]), Paragraph(esc(v), styles["Normal"])]
             for k, v in header_lines(ctx, title)
         ],
         colWidths=[35 * mm, 135 * mm],
@@ -150,14 +150,18 @@ def build_pdf(out, ctx: RenderContext, title: str, story: list) -> None:
         subject=audit_line(ctx),
     )
     doc.build(
-        [Paragraph(_esc(title), styles["Title"]), head, Spacer(1, 6 * mm), *story], canvasmaker=NumberedCanvas
+        [Paragraph(esc(title), styles["Title"]), head, Spacer(1, 6 * mm), *story], canvasmaker=NumberedCanvas
     )
 
 
-def _esc(text) -> str:
+def esc(text) -> str:
+    """``text`` as reportlab Paragraph markup: ``&``, ``<`` and ``>`` escaped."""
     from xml.sax.saxutils import escape
 
     return escape(str(text))
+
+
+_esc = esc  # the old private name, for code that still uses it
 
 
 def _numbered_canvas_class():

@@ -47,6 +47,7 @@ from itvsh.reports.renderers.common import (
     CsvOut,
     audit_line,
     build_pdf,
+    esc,
     header_lines,
     money,
     pdf_styles,
@@ -342,8 +343,6 @@ def _csv(ctx: RenderContext, out, as_of: date, summary: _Summary) -> None:
 
 
 def _pdf(ctx: RenderContext, out, as_of: date, summary: _Summary) -> None:
-    from xml.sax.saxutils import escape
-
     from reportlab.lib.styles import ParagraphStyle
     from reportlab.lib.units import mm
     from reportlab.platypus import Paragraph, Spacer, Table
@@ -367,14 +366,14 @@ def _pdf(ctx: RenderContext, out, as_of: date, summary: _Summary) -> None:
         data = [header]
         for row in batch:
             summary.add(row)
-            recipient = escape(row.recipient_name)
+            recipient = esc(row.recipient_name)
             if row.recipient_key:
-                recipient += f" ({escape(row.recipient_key)})"
+                recipient += f" ({esc(row.recipient_key)})"
             if row.kreis and row.kreis != row.recipient_name:
-                recipient += f"<br/><font size=6>{escape(_('Kreis'))} {escape(row.kreis)}</font>"
-            purpose = f"{escape(row.purpose)}<br/><font size=6>{escape(row.category)}"
+                recipient += f"<br/><font size=6>{esc(_('Kreis'))} {esc(row.kreis)}</font>"
+            purpose = f"{esc(row.purpose)}<br/><font size=6>{esc(row.category)}"
             if row.file_reference:
-                purpose += f" · {escape(row.file_reference)}"
+                purpose += f" · {esc(row.file_reference)}"
             purpose += "</font>"
             data.append(
                 [
@@ -406,8 +405,8 @@ def _pdf(ctx: RenderContext, out, as_of: date, summary: _Summary) -> None:
     overview = Table(counts, colWidths=[30 * mm, 25 * mm, 35 * mm, 35 * mm])
     overview.setStyle(table_style(numeric_from=1))
     _label, listed = _header_block(ctx)[-1]
-    story = [Paragraph(escape(listed), styles["Normal"]), Spacer(1, 3 * mm), overview, Spacer(1, 5 * mm)]
-    story.extend(tables or [Paragraph(escape(_("Nothing is due or overdue.")), styles["Normal"])])
+    story = [Paragraph(esc(listed), styles["Normal"]), Spacer(1, 3 * mm), overview, Spacer(1, 5 * mm)]
+    story.extend(tables or [Paragraph(esc(_("Nothing is due or overdue.")), styles["Normal"])])
     build_pdf(out, ctx, _title(), story)
 
 
