@@ -847,18 +847,16 @@ def open_data_version() -> tuple[str, datetime | None]:
     return hashlib.sha256(text.encode()).hexdigest()[:32], max(known) if known else None
 
 
-def _open_data_rows():
-    """Every known status of a municipal service in a Gemeinde or Stadt, in batches (a server-side
-    cursor on PostgreSQL): the columns of COLUMNS."""
+def open_data_statement():
+    """Every known status of a municipal service in a Gemeinde or Stadt: the columns of COLUMNS,
+    unordered. The open data orders it and streams it; the OZG export (``reports.renderers.ozg``)
+    adds its batch's municipalities and its own order, so both publish the same rows and cells."""
     kreis = aliased(Municipality)
-    statement = (
+    return (
         select(
             Municipality.key,
             Municipality.name,
-            case(
-                (Municipality.kind == MunicipalityKind.KREISFREIE_STADT.value, Municipality.name),
-                else_=func.coalesce(kreis.name, ""),
-            ),
+            _kreis_name(kreis),
             OzgService.ozg_id,
             OzgService.name,
             OzgService.topic,
@@ -874,6 +872,30 @@ def _open_data_rows():
             OzgService.responsibility == Responsibility.MUNICIPAL.value,
             Municipality.kind.in_(LOCAL_KIND_VALUES),
         )
+    )
+
+
+def csv_cells(row) -> tuple:
+    """One row of ``open_data_statement`` as the CSV cells of the open data: text formula-safe,
+    maturity a number, ``online_since`` as YYYY-MM-DD (empty when unknown)."""
+    ags, name, kreis, ozg_id, service, topic, maturity, model, since = row
+    return (
+        neutralise_formula(ags),
+        neutralise_formula(name),
+        neutralise_formula(kreis),
+        neutralise_formula(ozg_id),
+        neutralise_formula(service),
+        neutralise_formula(topic),
+        maturity,
+        neutralise_formula(model),
+        since.isoformat() if since else "",
+    )
+
+
+def _open_data_rows():
+    """The open data's rows by AGS and OZG-ID, in batches (a server-side cursor on PostgreSQL)."""
+    statement = (
+        open_data_statement()
         .order_by(Municipality.key, OzgService.ozg_id)
         .execution_options(yield_per=STREAM_BATCH)
     )
@@ -909,20 +931,7 @@ def _csv_body():
     for batch in _open_data_rows():
         out.seek(0)
         out.truncate()
-        for ags, name, kreis, ozg_id, service, topic, maturity, model, since in batch:
-            writer.writerow(
-                (
-                    neutralise_formula(ags),
-                    neutralise_formula(name),
-                    neutralise_formula(kreis),
-                    neutralise_formula(ozg_id),
-                    neutralise_formula(service),
-                    neutralise_formula(topic),
-                    maturity,
-                    neutralise_formula(model),
-                    since.isoformat() if since else "",
-                )
-            )
+        writer.writerows(csv_cells(row) for row in batch)
         yield out.getvalue().encode("utf-8")
 
 

@@ -1,14 +1,16 @@
 """The OZG monitoring export (kind ``ozg_export``): the public open data of ``/monitoring/ozg.csv``
 as a report file, so what an auditor downloads and what the public sees agree row for row.
 
-Rows and columns are those of the open data (``itvsh.projects.monitoring.COLUMNS``): every known
-status row of a municipal OZG service in a Gemeinde or Stadt, ordered by AGS and OZG-ID. A
-(municipality, service) pair without a row has maturity 0 and is not written, as in the open data.
+Rows and columns are those of the open data (``itvsh.projects.monitoring.COLUMNS``, read with its
+``open_data_statement``): every known status row of a municipal OZG service in a Gemeinde or Stadt,
+ordered by AGS and OZG-ID. A (municipality, service) pair without a row has maturity 0 and is not
+written, as in the open data.
 
 * CSV: byte for byte the open data's format — UTF-8 without BOM, ``,`` as delimiter, CRLF line
-  ends, the same header and cell texts (text cells formula-safe, ``online_since`` as YYYY-MM-DD) —
-  so ``diff export.csv ozg.csv`` shows only what changed in between. (``common.CsvOut`` writes a
-  BOM and ``;`` for German Excel; the XLSX is the file for Excel.)
+  ends, the same header and cell texts (``monitoring.csv_cells``: text cells formula-safe,
+  ``online_since`` as YYYY-MM-DD) — so ``diff export.csv ozg.csv`` shows only what changed in
+  between. (``common.CsvOut`` writes a BOM and ``;`` for German Excel; the XLSX is the file for
+  Excel.)
 * XLSX (openpyxl write-only): a sheet "About" (report, parameters, generation time, requester,
   audit trail head, licence dl-de/by-2-0, sources, notes and the columns' meaning) and a sheet
   "Status" with the header and the rows; AGS and OZG-ID stay text, maturity is a number and
@@ -27,14 +29,22 @@ from datetime import date
 from typing import BinaryIO
 
 from flask_babel import gettext as _
-from sqlalchemy import case, func, select
-from sqlalchemy.orm import aliased
+from sqlalchemy import func, select
 
 from itvsh.projects.models import OzgService, OzgStatus, Responsibility
-from itvsh.projects.monitoring import ATTRIBUTION, COLUMN_NAMES, COLUMNS, LICENCE, LOCAL_KIND_VALUES, NOTES
+from itvsh.projects.monitoring import (
+    ATTRIBUTION,
+    COLUMN_NAMES,
+    COLUMNS,
+    LICENCE,
+    LOCAL_KIND_VALUES,
+    NOTES,
+    csv_cells,
+    open_data_statement,
+)
 from itvsh.reports.kinds import RenderContext
 from itvsh.reports.renderers.common import BATCH, batches, header_lines, safe, safe_row
-from itvsh.tenants.models import Municipality, MunicipalityKind
+from itvsh.tenants.models import Municipality
 
 ABOUT_SHEET = "About"
 STATUS_SHEET = "Status"
@@ -50,28 +60,10 @@ def _local_municipalities():
 
 
 def _status_statement(municipality_ids: list[int]):
-    """The open data's columns for the status rows of ``municipality_ids``, in its order."""
-    kreis = aliased(Municipality)
+    """The open data's rows (``monitoring.open_data_statement``) of ``municipality_ids``, in its order."""
     return (
-        select(
-            Municipality.key,
-            Municipality.name,
-            case(
-                (Municipality.kind == MunicipalityKind.KREISFREIE_STADT.value, Municipality.name),
-                else_=func.coalesce(kreis.name, ""),
-            ),
-            OzgService.ozg_id,
-            OzgService.name,
-            OzgService.topic,
-            OzgStatus.maturity,
-            OzgStatus.maturity_model,
-            OzgStatus.online_since,
-        )
-        .select_from(OzgStatus)
-        .join(Municipality, Municipality.id == OzgStatus.municipality_id)
-        .join(OzgService, OzgService.id == OzgStatus.service_id)
-        .outerjoin(kreis, kreis.id == Municipality.kreis_id)
-        .where(OzgStatus.municipality_id.in_(municipality_ids), _municipal_services())
+        open_data_statement()
+        .where(OzgStatus.municipality_id.in_(municipality_ids))
         .order_by(Municipality.key, OzgService.ozg_id)
     )
 
@@ -104,17 +96,6 @@ def render(ctx: RenderContext, out: BinaryIO) -> dict:
 
 
 # --- CSV: the open data's format ------------------------------------------------------------------
-
-
-def csv_cells(row) -> tuple:
-    """One row as the open data writes it (``monitoring._csv_body``)."""
-    ags, name, kreis, ozg_id, service, topic, maturity, model, since = row
-    return (
-        *safe_row((ags, name, kreis, ozg_id, service, topic)),
-        maturity,
-        safe(model),
-        since.isoformat() if since else "",
-    )
 
 
 def _csv(ctx: RenderContext, out: BinaryIO) -> int:
