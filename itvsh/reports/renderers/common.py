@@ -161,9 +161,6 @@ def esc(text) -> str:
     return escape(str(text))
 
 
-_esc = esc  # the old private name, for code that still uses it
-
-
 def _numbered_canvas_class():
     from reportlab.lib.units import mm
     from reportlab.pdfgen import canvas
