@@ -12,6 +12,7 @@ from pathlib import Path
 import click
 from flask import current_app
 from flask.cli import with_appcontext
+from flask_babel import gettext as _
 
 from itvsh.core import audit
 from itvsh.core.db import read_only_work, utcnow
@@ -26,6 +27,11 @@ log = logging.getLogger(__name__)
 
 CLI_ACTOR = "cli"
 SCHEDULER_LOCK = "itvsh:scheduler"
+# Held by the scheduler thread while it works on the database, and by the worker while it forks a
+# work horse: a horse forked in the middle of the scheduler's transaction inherits that transaction
+# (on SQLite, the process's lock bookkeeping says "this process writes", so the horse's first write
+# waits out the busy timeout and fails with "database is locked").
+FORK_GUARD = threading.Lock()
 
 
 class SchedulerThread(threading.Thread):
@@ -59,7 +65,8 @@ class SchedulerThread(threading.Thread):
         if not self.held:
             return False
         try:
-            counts = jobs_module.scheduler_tick(self.app, self.jobs)
+            with FORK_GUARD:
+                counts = jobs_module.scheduler_tick(self.app, self.jobs)
             if any(counts.values()):
                 log.info("schedule and sweep: %s", counts)
         except Exception:
@@ -80,6 +87,22 @@ class SchedulerThread(threading.Thread):
                 log.info("scheduler lock not released (%s); it expires by itself", exc)
 
 
+def _app_worker_class():
+    from rq import Worker
+
+    class AppWorker(Worker):
+        """rq's forking worker; it forks a work horse only while the scheduler thread is outside its
+        database work and with an empty connection pool, so the horse inherits no connection and no
+        transaction (it opens its own, see ``jobs._own_connections``)."""
+
+        def fork_work_horse(self, job, queue):
+            with FORK_GUARD:
+                db.engine.dispose()
+                super().fork_work_horse(job, queue)
+
+    return AppWorker
+
+
 @click.command("worker")
 @click.option("--with-scheduler", is_flag=True, help="Also run the schedule and the sweeper (one instance).")
 @click.option("--burst", is_flag=True, help="Work until the queues are empty, then stop.")
@@ -90,7 +113,7 @@ class SchedulerThread(threading.Thread):
 def worker_command(with_scheduler: bool, burst: bool, queues: str):
     """Run an rq worker for the report jobs inside the app (needs ITVSH_REDIS_URL)."""
     from redis.exceptions import RedisError
-    from rq import Queue, Worker
+    from rq import Queue
 
     app = current_app._get_current_object()
     url = app.config.get("ITVSH_REDIS_URL")
@@ -122,7 +145,9 @@ def worker_command(with_scheduler: bool, burst: bool, queues: str):
         else:
             scheduler.start()
     names = [name.strip() for name in queues.split(",") if name.strip()]
-    worker = Worker([Queue(name, connection=connection) for name in names], connection=connection)
+    worker = _app_worker_class()(
+        [Queue(name, connection=connection) for name in names], connection=connection
+    )
     try:
         worker.work(burst=burst, with_scheduler=with_scheduler, logging_level="INFO")
     finally:
@@ -155,16 +180,23 @@ def make_command(kind, year, ags, as_of, fmt, locale, out_dir):
     try:
         report_kind = get_kind(kind)
         if not report_kind.produces_file:
-            raise RuleViolation(f"{report_kind.name} makes no file; it runs as a scheduled job.", "kind")
+            raise RuleViolation(
+                _("%(kind)s makes no file; it runs as a scheduled job.", kind=report_kind.name), "kind"
+            )
         fmt = (fmt or report_kind.formats[0]).lower()
         if fmt not in report_kind.formats:
             raise RuleViolation(
-                f"{report_kind.name} comes as {', '.join(report_kind.formats)}, not as {fmt}.", "format"
+                _(
+                    "This report comes as %(formats)s, not as %(format)s.",
+                    formats=", ".join(report_kind.formats),
+                    format=fmt,
+                ),
+                "format",
             )
         raw = {k: v for k, v in {"year": year, "ags": ags, "as_of": as_of}.items() if v is not None}
         parameters, municipality_id = report_kind.validate(session, raw, ALL)
     except RuleViolation as exc:
-        raise click.BadParameter(exc.message, param_hint=f"--{exc.field or 'kind'}") from None
+        raise click.BadParameter(exc.message, param_hint=_option_of(exc.field)) from None
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     municipality_key = parameters.get("ags")
@@ -209,6 +241,13 @@ def make_command(kind, year, ags, as_of, fmt, locale, out_dir):
     session.commit()
     click.echo(f"{final}")
     click.echo(f"sha256 {sha256}  size {size} bytes  audit head #{seq} {head}")
+
+
+def _option_of(field: str | None) -> str:
+    """The command-line name of a refused parameter: the KIND argument or an option (--as-of)."""
+    if not field or field == "kind":
+        return "KIND"
+    return "--" + field.replace("_", "-")
 
 
 @reports_cli.command("sweep")

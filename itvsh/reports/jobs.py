@@ -156,7 +156,7 @@ class EmbeddedJobs:
         return job_id in self.pending
 
     def _loop(self) -> None:
-        interval = self.app.config["ITVSH_SCHEDULER_SECONDS"]
+        interval = max(1, self.app.config["ITVSH_SCHEDULER_SECONDS"])  # 0 would spin
         next_tick = 0.0
         while not self._stop.is_set():
             if time.monotonic() >= next_tick:
@@ -319,7 +319,8 @@ def _run(app: Flask, report_id: int) -> str:
                 exc_info=not isinstance(exc, RuleViolation),
             )
             push_scope(session, ALL)
-            with write_step(session):
+            # The whole reason in the requester's language (fail() wraps it in "Attempt n failed ...").
+            with force_locale(report.locale), write_step(session):
                 status = service.fail(
                     session, report_id, token, message, transient=transient, attempts=attempts
                 )

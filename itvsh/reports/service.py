@@ -18,6 +18,7 @@ from __future__ import annotations
 import secrets
 from datetime import date, datetime, timedelta
 
+from flask_babel import force_locale
 from flask_babel import gettext as _
 from sqlalchemy import and_, or_, select, update
 from sqlalchemy.exc import IntegrityError
@@ -295,25 +296,32 @@ def sweep(session: Session, dispatcher, now: datetime | None = None) -> dict:
     now = now or utcnow()
     counts = {"recovered": 0, "gave_up": 0, "requeued": 0, "enqueued": 0, "unreachable": 0}
     expired = [_T.c.status == ReportStatus.RUNNING.value, _T.c.lease_until < now]
-    gave_up = session.execute(
-        update(_T)
-        .where(*expired, _T.c.attempts >= MAX_ATTEMPTS)
-        .values(
-            status=ReportStatus.FAILED.value,
-            finished_at=now,
-            claim_token=None,
-            lease_until=None,
-            error=_(
+    out_of_attempts = session.execute(
+        select(_T.c.id, _T.c.locale).where(*expired, _T.c.attempts >= MAX_ATTEMPTS).order_by(_T.c.id)
+    ).all()
+    for report_id, locale in out_of_attempts:
+        with force_locale(locale or "de"):  # the reason in the requester's language
+            reason = _(
                 "The job was interrupted %(n)s times (its worker stopped or it ran past its time limit). "
                 "Please ask for the report again; if it fails again, tell the operators.",
                 n=MAX_ATTEMPTS,
-            ),
-        )
-        .returning(_T.c.id)
-    ).all()
-    for (report_id,) in gave_up:
-        audit.record(session, "job", "fail", "report", report_id, after={"error": "interrupted too often"})
-    counts["gave_up"] = len(gave_up)
+            )
+        failed = session.execute(
+            update(_T)
+            .where(_T.c.id == report_id, *expired, _T.c.attempts >= MAX_ATTEMPTS)
+            .values(
+                status=ReportStatus.FAILED.value,
+                finished_at=now,
+                claim_token=None,
+                lease_until=None,
+                error=reason,
+            )
+        ).rowcount
+        if failed:
+            audit.record(
+                session, "job", "fail", "report", report_id, after={"error": "interrupted too often"}
+            )
+            counts["gave_up"] += 1
     counts["recovered"] = session.execute(
         update(_T)
         .where(*expired, _T.c.attempts < MAX_ATTEMPTS)
