@@ -99,6 +99,8 @@ def load_config(instance_path: str, overrides: dict | None = None) -> dict:
         "ITVSH_LOGIN_LIMIT_ADDRESS": os.environ.get("ITVSH_LOGIN_LIMIT_ADDRESS", "30 per 10 minutes"),
         "ITVSH_LOGIN_LIMIT_ACCOUNT": os.environ.get("ITVSH_LOGIN_LIMIT_ACCOUNT", "5 per 15 minutes"),
         "RATELIMIT_STORAGE_URI": redis_url or "memory://",
+        # Redis down must not stop logins: the limiter falls back to per-process memory meanwhile.
+        "RATELIMIT_IN_MEMORY_FALLBACK_ENABLED": True,
         "RATELIMIT_HEADERS_ENABLED": False,
         "SESSION_COOKIE_HTTPONLY": True,
         "SESSION_COOKIE_SAMESITE": "Lax",

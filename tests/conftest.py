@@ -97,9 +97,10 @@ def database_url(tmp_path_factory):
 
 
 @pytest.fixture
-def app(database_url):
-    """An app whose database work is rolled back after the test (commits become savepoints)."""
-    app = create_app(test_config(database_url))
+def app(database_url, tmp_path):
+    """An app whose database work is rolled back after the test (commits become savepoints), with
+    its own reports folder (SQLite reuses the ids of rolled-back rows)."""
+    app = create_app(test_config(database_url, ITVSH_REPORTS_DIR=str(tmp_path / "reports")))
     # The test keeps one app context open, which Flask reuses for every request: give each request
     # an empty ``g`` (as a real server does), or the logged-in user and locale leak between requests.
     request_started.connect(_fresh_g, app, weak=False)

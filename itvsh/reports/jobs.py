@@ -21,6 +21,7 @@ import queue
 import secrets
 import threading
 import time
+from datetime import timedelta
 
 from flask import Flask, current_app, has_app_context
 from flask_babel import force_locale
@@ -124,6 +125,9 @@ class EmbeddedJobs:
     """No Redis: one daemon thread per web process runs the jobs and the schedule."""
 
     mode = "embedded"
+    # This process knows every job it holds: a queued row it does not hold was lost (the process
+    # restarted) and is handed over again at once.
+    stale_queued = timedelta(0)
 
     def __init__(self, app: Flask):
         self.app = app

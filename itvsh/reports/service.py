@@ -331,7 +331,8 @@ def sweep(session: Session, dispatcher, now: datetime | None = None) -> dict:
 
     stale = session.execute(
         select(_T.c.id, _T.c.job_id).where(
-            _T.c.status == ReportStatus.QUEUED.value, _T.c.queued_at < now - STALE_QUEUED
+            _T.c.status == ReportStatus.QUEUED.value,
+            _T.c.queued_at < now - getattr(dispatcher, "stale_queued", STALE_QUEUED),
         )
     ).all()
     for report_id, job_id in stale:

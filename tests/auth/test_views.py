@@ -503,3 +503,28 @@ def test_deactivation_by_an_admin_ends_the_users_sessions(app, client, make_user
     assert not _logged_in(client)
     assert _user(user.id).active is False
     assert post_login(app.test_client(), user.email).status_code == 401
+
+
+def test_logins_still_work_while_the_throttle_store_redis_is_down(tmp_path_factory):
+    """The limiter keeps its counts in Redis in production; Redis down must not stop logins (it
+    falls back to per-process memory meanwhile), nor turn a wrong password into a server error."""
+    from tests.conftest import drop_database, migrated_database
+
+    url = migrated_database(tmp_path_factory, "throttle")
+    try:
+        app = create_app(config_for(url, RATELIMIT_STORAGE_URI="redis://127.0.0.1:1/0"))
+        assert app.config["RATELIMIT_IN_MEMORY_FALLBACK_ENABLED"] is True
+        with app.app_context():
+            from itvsh.auth import services
+
+            services.create_user(
+                db.session, "test", email="down@test.example", role="staff", password=PASSWORD
+            )
+            db.session.commit()
+            client = app.test_client()
+            assert post_login(client, "down@test.example", "wrong password").status_code == 401
+            assert post_login(client, "down@test.example").status_code == 302
+            db.session.remove()
+            db.engine.dispose()
+    finally:
+        drop_database(url)
