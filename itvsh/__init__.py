@@ -82,6 +82,7 @@ def register_blueprints(app: Flask) -> None:
     from itvsh.projects import api as projects_api  # noqa: F401  (endpoints on the API blueprint)
     from itvsh.projects.monitoring import bp as monitoring_bp
     from itvsh.projects.portal import bp as projects_portal_bp
+    from itvsh.reports import api as reports_api  # noqa: F401  (endpoints on the API blueprint)
     from itvsh.reports.views import bp as reports_bp
     from itvsh.staffing import api as staffing_api  # noqa: F401  (endpoints on the API blueprint)
     from itvsh.staffing.portal import bp as staffing_portal_bp

@@ -1,0 +1,1 @@
+"""Reports endpoints of the JSON API (filled in by the API work)."""
