@@ -247,7 +247,7 @@ def test_an_expired_lease_is_put_back_to_pending_and_enqueued(jobs, monkeypatch,
 
 
 def test_after_max_attempts_an_interrupted_job_fails_with_a_reason(jobs):
-    report = requested()
+    report = requested(locale="en")  # the reason is written in the requester's language
     for attempt in range(1, service.MAX_ATTEMPTS + 1):
         assert service.claim(db.session, report.id, 60) is not None, attempt
         db.session.commit()

@@ -14,6 +14,7 @@ from datetime import UTC, date, datetime, timedelta
 
 import pypdf
 import pytest
+from flask_babel import force_locale
 from openpyxl import load_workbook
 
 from itvsh.core.money import format_money
@@ -121,7 +122,8 @@ def render(fmt: str, as_of: date, progress=None) -> tuple[bytes, dict]:
     out = io.BytesIO()
     previous = push_scope(db.session, ALL)
     try:
-        summary = renderer.render(context(fmt, as_of, progress), out)
+        with force_locale("en"):  # as the job does for a report asked for in English
+            summary = renderer.render(context(fmt, as_of, progress), out)
     finally:
         pop_scope(db.session, previous)
     return out.getvalue(), summary
