@@ -227,6 +227,11 @@ def _renamed_list() -> bytes:
 
 
 API_BODIES: dict[str, object] = {
+    "api.request_report": lambda w: {
+        "kind": "municipality_statement",
+        "format": "pdf",
+        "parameters": {"ags": A_KEY},
+    },
     "api.create_user": lambda w: {
         "email": "intruder@test.example",
         "role": "admin",

@@ -80,6 +80,7 @@ POSITIVE_CONTROLS = (
     ("api.get_assignment", {"A"} | FEDERATION_READERS),
     ("municipalities.details_view", FEDERATION_READERS),
     ("reports.download", {"A"} | FEDERATION_READERS),
+    ("api.get_report_file", {"A"} | FEDERATION_READERS),
 )
 # Routes the issue names: the harness must walk them (they are where the tenants issue shows
 # private data).

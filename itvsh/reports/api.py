@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-from flask import Response, jsonify, request, url_for
+from flask import jsonify, request, url_for
 from flask_babel import gettext as _
 from flask_login import current_user
 from sqlalchemy import select
@@ -30,9 +30,7 @@ from sqlalchemy.orm import joinedload
 
 from itvsh.api import bp, doc, json_body, paginate
 from itvsh.auth.roles import ALL_ROLES, FEDERATION
-from itvsh.core import audit
 from itvsh.core.access import roles_allowed, tenant_params
-from itvsh.core.db import begin_write
 from itvsh.core.errors import problem
 from itvsh.core.i18n import current_language
 from itvsh.core.rules import RuleViolation
@@ -40,8 +38,11 @@ from itvsh.core.tenancy import current_scope
 from itvsh.extensions import db
 from itvsh.funding import ledger
 from itvsh.reports import jobs, service
-from itvsh.reports.kinds import MEDIA_TYPES
-from itvsh.reports.models import Report, ReportStatus
+
+# The scoped lookup, the kinds a role sees and the stored file are the screens' (one rule for both);
+# they belong in a module shared by the screens and the API.
+from itvsh.reports.access import Unavailable, download_response, downloadable_file, load_report, visible_kinds
+from itvsh.reports.models import Report
 from itvsh.reports.schemas import (
     KIND_NAMES,
     STATUSES,
@@ -50,10 +51,6 @@ from itvsh.reports.schemas import (
     ReportRetrySchema,
     ReportSchema,
 )
-
-# The scoped lookup, the kinds a role sees and the stored file are the screens' (one rule for both);
-# they belong in a module shared by the screens and the API.
-from itvsh.reports.views import StoredFile, _load, _stored_file, _visible_kinds
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 # The service names parameters by their own names; the API names them as the request does.
@@ -134,7 +131,7 @@ def _accepted(report_id: int, made: bool):
     earlier request answers that report as it is now)."""
     notice = None
     if made:
-        report = _load(report_id)
+        report = load_report(report_id)
         if jobs.dispatch(db.session, report):
             notice = _("Your report is queued; this page shows when it is ready.")
         else:
@@ -151,7 +148,7 @@ def _accepted(report_id: int, made: bool):
 def _fresh(report_id: int) -> Report:
     """The report as the database has it now (the job service's hand-over is a Core UPDATE)."""
     db.session.expire_all()
-    return _load(report_id)
+    return load_report(report_id)
 
 
 # --- endpoints --------------------------------------------------------------------------------------
@@ -180,7 +177,7 @@ def list_reports():
     statement = (
         select(Report)
         .options(joinedload(Report.municipality))
-        .where(Report.kind.in_(_visible_kinds()))
+        .where(Report.kind.in_(visible_kinds()))
         .order_by(Report.id.desc())  # ids grow with the requests
     )
     if kind := _choice_arg("kind", KIND_NAMES):
@@ -221,7 +218,7 @@ def request_report():
 @tenant_params(report_id="report_id")
 @doc("One report: its state, and once finished its file's name, size, SHA-256 and URL", response=ReportSchema)
 def get_report(report_id: int):
-    return jsonify(ReportSchema().dump(_load(report_id)))
+    return jsonify(ReportSchema().dump(load_report(report_id)))
 
 
 @bp.get("/reports/<int:report_id>/file")
@@ -229,40 +226,13 @@ def get_report(report_id: int):
 @tenant_params(report_id="report_id")
 @doc("A finished report's file, as an attachment (the download is audited)")
 def get_report_file(report_id: int):
-    report = _load(report_id)
-    if report.status != ReportStatus.FINISHED:
-        if report.status == ReportStatus.FAILED:
-            message = _("This report failed; there is no file. See the report's page for the reason.")
-        else:
-            message = _("This report is not finished yet; its page shows when it is ready.")
-        return problem(409, message, title=_("Conflict"))
-    if not report.file_name:
-        return problem(404, _("This job makes no file."))
-    path = _stored_file(report)
-    if path is None:
-        return problem(
-            410,
-            _(
-                "The file of this report is no longer stored (or was changed). Please ask for the "
-                "report again."
-            ),
-            title=_("Not found"),
-        )
-    file_name, fmt, sha256 = report.file_name, report.format, report.sha256
-    if request.method != "HEAD":  # a HEAD request sends no file
-        begin_write(db.session)
-        audit.record(
-            db.session, _me(), "download", "report", report_id, after={"file": file_name, "sha256": sha256}
-        )
-        db.session.commit()
-    response = Response(
-        StoredFile(path),
-        content_type=MEDIA_TYPES.get(fmt, "application/octet-stream"),
-        direct_passthrough=True,
-    )
-    response.content_length = path.stat().st_size
-    response.headers.set("Content-Disposition", "attachment", filename=file_name)
-    return response
+    report = load_report(report_id)
+    try:
+        path = downloadable_file(report)
+    except Unavailable as exc:
+        titles = {409: _("Conflict"), 410: _("Not found")}
+        return problem(exc.status, exc.message, title=titles.get(exc.status))
+    return download_response(report, path)
 
 
 @bp.post("/reports/<int:report_id>/retry")
@@ -276,7 +246,7 @@ def get_report_file(report_id: int):
     status=202,
 )
 def retry_report(report_id: int):
-    report = _load(report_id)
+    report = load_report(report_id)
     if request.get_data():  # no body at all is as good as {}
         json_body(ReportRetrySchema())
     return _accepted(

@@ -96,6 +96,8 @@ def _int(raw, field_name: str, label: str) -> int:
     if isinstance(raw, bool):
         raise RuleViolation(_("%(label)s must be a whole number.", label=label), field_name)
     if isinstance(raw, int):
+        if not 0 <= raw <= 9999:  # as the text form below; keeps huge numbers away from the database
+            raise RuleViolation(_("%(label)s must be a whole number.", label=label), field_name)
         return raw
     text = str(raw).strip()
     if not re.fullmatch(r"\d{1,4}", text):

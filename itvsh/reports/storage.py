@@ -58,3 +58,36 @@ def publish(part: Path, final: Path, *, drop_stale_parts: bool = True) -> None:
 
 def discard(part: Path) -> None:
     part.unlink(missing_ok=True)
+
+
+def stored_file(report) -> Path | None:
+    """A finished report's file, if it is on disk as the job left it (same size); None otherwise.
+    Looks only: makes no folder."""
+    name = report.file_name or ""
+    if not name or "/" in name or "\\" in name or name.startswith("."):
+        return None
+    path = reports_root() / str(int(report.id)) / name
+    try:
+        size = path.stat().st_size
+    except OSError:
+        return None
+    return path if report.file_size is None or size == report.file_size else None
+
+
+class StoredFile:
+    """A report file as a response body, read in chunks: opened when the first chunk is read and
+    closed after the last one, or when the server closes the response (an aborted download) —
+    so no file stays open after a download, whether or not the client closes the response."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self._file = None
+
+    def __iter__(self):
+        with open(self.path, "rb") as self._file:
+            while chunk := self._file.read(CHUNK):
+                yield chunk
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()

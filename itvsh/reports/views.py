@@ -13,27 +13,25 @@ fixed number of SQL statements, however many reports there are.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
-from flask import Blueprint, Response, abort, flash, jsonify, redirect, render_template, request, url_for
+from flask import Blueprint, flash, jsonify, redirect, render_template, request, url_for
 from flask_babel import format_datetime
 from flask_babel import gettext as _
 from flask_login import current_user
 from sqlalchemy import func, select
 
 from itvsh.auth.roles import ALL_ROLES, FEDERATION, Role
-from itvsh.core import audit
 from itvsh.core.access import roles_allowed, tenant_params
-from itvsh.core.db import begin_write
 from itvsh.core.i18n import current_language
 from itvsh.core.rules import RuleViolation
 from itvsh.core.settings import get_flag, set_flag
 from itvsh.core.tenancy import current_scope, scope_ids
 from itvsh.extensions import db
 from itvsh.funding.models import FiscalYear
-from itvsh.reports import jobs, service, storage
+from itvsh.reports import jobs, service
+from itvsh.reports.access import Unavailable, download_response, downloadable_file, load_report
 from itvsh.reports.forms import HistoryFilter, RequestForm, describe_parameters, size_label
-from itvsh.reports.kinds import FORMAT_LABELS, KINDS, MEDIA_TYPES, kinds_for
+from itvsh.reports.kinds import FORMAT_LABELS, KINDS, kinds_for
 from itvsh.reports.models import STATUS_LABELS, Report, ReportStatus
 from itvsh.tenants.models import Municipality
 
@@ -69,20 +67,6 @@ def kind_label(kind: str) -> str:
 
 def _user():
     return current_user._get_current_object()
-
-
-def _visible_kinds() -> list[str]:
-    """The kinds the user may ask for — and the only ones it sees in the history."""
-    return [kind.name for kind in kinds_for(current_user.role)]
-
-
-def _load(report_id: int) -> Report:
-    """The report, through a scoped select (never the identity map alone): 404 for another
-    tenant's report or a kind the role does not see."""
-    report = db.session.execute(select(Report).where(Report.id == report_id)).scalar_one_or_none()
-    if report is None or report.kind not in _visible_kinds():
-        abort(404)
-    return report
 
 
 def _with_member(stmt):
@@ -258,7 +242,7 @@ def _status(report: Report) -> dict:
 @roles_allowed(ALL_ROLES)
 @tenant_params(report_id="report_id")
 def detail(report_id: int):
-    report = _load(report_id)
+    report = load_report(report_id)
     member_name = report.municipality.name if report.municipality_id else None
     return render_template(
         "reports/report.html",
@@ -277,20 +261,7 @@ def detail(report_id: int):
 @roles_allowed(ALL_ROLES)
 @tenant_params(report_id="report_id")
 def report_status(report_id: int):
-    return jsonify(_status(_load(report_id)))
-
-
-def _stored_file(report: Report) -> Path | None:
-    """The finished report's file, if it is on disk as the job left it (same size)."""
-    name = report.file_name or ""
-    if not name or "/" in name or "\\" in name or name.startswith("."):
-        return None
-    path = storage.reports_root() / str(int(report.id)) / name
-    try:
-        size = path.stat().st_size
-    except OSError:
-        return None
-    return path if report.file_size is None or size == report.file_size else None
+    return jsonify(_status(load_report(report_id)))
 
 
 def _unavailable(report: Report, status_code: int, message: str):
@@ -307,66 +278,19 @@ def _unavailable(report: Report, status_code: int, message: str):
 @roles_allowed(ALL_ROLES)
 @tenant_params(report_id="report_id")
 def download(report_id: int):
-    report = _load(report_id)
-    if report.status != ReportStatus.FINISHED:
-        if report.status == ReportStatus.FAILED:
-            message = _("This report failed; there is no file. See the report's page for the reason.")
-        else:
-            message = _("This report is not finished yet; its page shows when it is ready.")
-        return _unavailable(report, 409, message)
-    if not report.file_name:
-        return _unavailable(report, 404, _("This job makes no file."))
-    path = _stored_file(report)
-    if path is None:
-        return _unavailable(
-            report,
-            410,
-            _(
-                "The file of this report is no longer stored (or was changed). Please ask for the "
-                "report again."
-            ),
-        )
-    file_name, fmt, sha256 = report.file_name, report.format, report.sha256
-    if request.method != "HEAD":  # a HEAD request sends no file
-        begin_write(db.session)
-        audit.record(
-            db.session, _user(), "download", "report", report_id, after={"file": file_name, "sha256": sha256}
-        )
-        db.session.commit()
-    response = Response(
-        StoredFile(path),
-        content_type=MEDIA_TYPES.get(fmt, "application/octet-stream"),
-        direct_passthrough=True,
-    )
-    response.content_length = path.stat().st_size
-    response.headers.set("Content-Disposition", "attachment", filename=file_name)
-    return response
-
-
-class StoredFile:
-    """A report file as a response body, read in chunks: opened when the first chunk is read and
-    closed after the last one, or when the server closes the response (an aborted download) —
-    so no file stays open after a download, whether or not the client closes the response."""
-
-    def __init__(self, path: Path):
-        self.path = path
-        self._file = None
-
-    def __iter__(self):
-        with open(self.path, "rb") as self._file:
-            while chunk := self._file.read(storage.CHUNK):
-                yield chunk
-
-    def close(self) -> None:
-        if self._file is not None:
-            self._file.close()
+    report = load_report(report_id)
+    try:
+        path = downloadable_file(report)
+    except Unavailable as exc:
+        return _unavailable(report, exc.status, exc.message)
+    return download_response(report, path)
 
 
 @bp.post("/<int:report_id>/retry")
 @roles_allowed(FEDERATION)
 @tenant_params(report_id="report_id")
 def retry(report_id: int):
-    report = _load(report_id)
+    report = load_report(report_id)
     try:
         new = service.retry(db.session, _user(), report)
     except RuleViolation as exc:

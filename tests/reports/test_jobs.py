@@ -453,6 +453,8 @@ def test_renew_with_another_token_changes_nothing(jobs):
         ("annual_funding", {"year": "abc"}, "year", "whole number"),
         ("annual_funding", {"year": 1.5}, "year", "whole number"),
         ("annual_funding", {"year": True}, "year", "whole number"),
+        ("annual_funding", {"year": 10**30}, "year", "whole number"),
+        ("annual_funding", {"year": -2024}, "year", "whole number"),
         ("annual_funding", {"year": 1900}, "year", "There is no fiscal year 1900"),
         ("annual_funding", {}, "year", "Please give the fiscal year"),
         ("municipality_statement", {"ags": "99999999"}, "ags", "no member with the key 99999999"),
