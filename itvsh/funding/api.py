@@ -204,7 +204,7 @@ def _replay(action: str, *, lock_year_id: int | None = None, **parameters) -> _R
     key = _idempotency_key()
     if key is None:
         return _Replay(None, action)
-    ledger._check_key(key)
+    ledger.check_key(key)
     if lock_year_id is not None:
         ledger.lock_year(db.session, lock_year_id)
     print_ = ledger.fingerprint(**parameters)

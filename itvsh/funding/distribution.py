@@ -245,7 +245,7 @@ def create_distribution(
     idempotency_key: str | None = None,
 ) -> Distribution:
     """Create the draft allocations of a distribution in one go (one audit event with the shares)."""
-    ledger._check_key(idempotency_key)
+    ledger.check_key(idempotency_key)
     year = ledger.lock_year(session, fiscal_year.id)
     print_ = ledger.fingerprint(
         year=year.id,

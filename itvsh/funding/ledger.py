@@ -207,7 +207,7 @@ def remember(session: Session, key: str | None, action: str, print_: str, entity
     )
 
 
-def _check_key(key: str | None) -> None:
+def check_key(key: str | None) -> None:
     if key is not None and (not key.strip() or len(key) > 100):
         raise RuleViolation(_("The idempotency key must be 1 to 100 characters long."), "idempotency_key")
 
@@ -489,7 +489,7 @@ def create_allocation(
     idempotency_key: str | None = None,
 ) -> Allocation:
     """A draft allocation; it binds money only once approved."""
-    _check_key(idempotency_key)
+    check_key(idempotency_key)
     year = lock_year(session, fiscal_year.id)
     print_ = fingerprint(
         year=year.id,
@@ -760,7 +760,7 @@ def approve(
     idempotency_key: str | None = None,
 ) -> Booking:
     """Approve a draft (Bewilligung): book its amount as a commitment in its year."""
-    _check_key(idempotency_key)
+    check_key(idempotency_key)
     year = _lock_allocation_year(session, allocation)
     print_, earlier = _replay_booking(session, idempotency_key, "approve", allocation=allocation.id, on=on)
     if earlier is not None:
@@ -878,7 +878,7 @@ def _money_booking(
     committed_sign: int = 0,
     paid_sign: int = 0,
 ) -> Booking:
-    _check_key(key)
+    check_key(key)
     _check_amount(amount_cents, "amount_cents")  # before any arithmetic on it: text or None is refused
     committed, paid = committed_sign * amount_cents, paid_sign * amount_cents
     year = _lock_allocation_year(session, allocation)
@@ -932,7 +932,7 @@ def reverse(
     idempotency_key: str | None = None,
 ) -> Booking:
     """Cancel one booking whole with a Storno that names it (at most once, in its own year)."""
-    _check_key(idempotency_key)
+    check_key(idempotency_key)
     allocation = booking.allocation
     year = lock_year(session, booking.fiscal_year_id)
     session.refresh(allocation)
@@ -1001,7 +1001,7 @@ def cancel(
     idempotency_key: str | None = None,
 ) -> Booking | None:
     """Cancel a draft, or an approved allocation nothing was paid on (its commitment is released)."""
-    _check_key(idempotency_key)
+    check_key(idempotency_key)
     year = _lock_allocation_year(session, allocation)
     if allocation.status == AllocationStatus.CANCELLED:
         return None  # a second submission changes nothing

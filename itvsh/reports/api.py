@@ -38,9 +38,6 @@ from itvsh.core.tenancy import current_scope
 from itvsh.extensions import db
 from itvsh.funding import ledger
 from itvsh.reports import jobs, service
-
-# The scoped lookup, the kinds a role sees and the stored file are the screens' (one rule for both);
-# they belong in a module shared by the screens and the API.
 from itvsh.reports.access import Unavailable, download_response, downloadable_file, load_report, visible_kinds
 from itvsh.reports.models import Report
 from itvsh.reports.schemas import (
@@ -115,7 +112,7 @@ def _once(action: str, make: Callable[[], Report], **fingerprint) -> tuple[int, 
     """Make a report once per idempotency key: (its id, whether this request made it)."""
     key = request.headers.get(IDEMPOTENCY_HEADER)
     with _unit_of_work():
-        ledger._check_key(key)
+        ledger.check_key(key)
         print_ = ledger.fingerprint(user=_me().id, **fingerprint)  # another user's key is refused
         earlier = ledger.replayed(db.session, key, action, print_)
         if earlier is not None:
