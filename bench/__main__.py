@@ -218,8 +218,8 @@ def main() -> int:
 
 
 def run_all(names: list[str]) -> int:
-    """`python -m bench [foundation] [tenants] [funding] [staffing] [monitoring] [reports]`: the named benchmarks, by default
-    all of them."""
+    """`python -m bench [foundation] [tenants] [funding] [staffing] [monitoring] [reports]`: the named
+    benchmarks, by default all of them."""
     from bench import funding, monitoring, reports, staffing, tenants
 
     benchmarks = {
