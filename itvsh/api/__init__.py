@@ -7,18 +7,20 @@ Domains add their endpoints in their own ``api.py`` on :data:`bp`; this package 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from math import ceil
 
 from flask import Blueprint, abort, jsonify, request, session, url_for
 from flask_babel import gettext as _
 from marshmallow import Schema, ValidationError
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 from werkzeug.exceptions import BadRequest
 
 from itvsh.core.errors import problem
 from itvsh.core.rules import RuleViolation
-from itvsh.extensions import csrf
+from itvsh.extensions import csrf, db
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 csrf.exempt(bp)
@@ -63,6 +65,42 @@ def _validation_error(exc: ValidationError):
 @bp.errorhandler(RuleViolation)
 def _rule_violation(exc: RuleViolation):
     return problem(422, exc.message, errors=exc.as_errors())
+
+
+class ConcurrentChange(Exception):
+    """A concurrent request wrote the same row first (a unique constraint refused this one)."""
+
+
+@bp.errorhandler(ConcurrentChange)
+def _concurrent_change(_exc: ConcurrentChange):
+    return problem(
+        409,
+        _("Another request changed the same data at the same time. Please repeat the request."),
+        title=_("Conflict"),
+    )
+
+
+@contextmanager
+def refusal_writes_nothing(fields: Mapping[str, str] | None = None) -> Iterator[None]:
+    """A service may have changed objects before refusing: roll the whole unit of work back and
+    name the field as the request names it (``fields``: service name -> request name). A unique
+    constraint refusing a concurrent write answers 409."""
+    try:
+        yield
+    except RuleViolation as exc:
+        db.session.rollback()
+        raise RuleViolation(exc.message, (fields or {}).get(exc.field, exc.field)) from None
+    except IntegrityError:
+        db.session.rollback()
+        raise ConcurrentChange from None
+
+
+@contextmanager
+def unit_of_work(fields: Mapping[str, str] | None = None) -> Iterator[None]:
+    """Run a write and commit it once; a refusal writes nothing (see :func:`refusal_writes_nothing`)."""
+    with refusal_writes_nothing(fields):
+        yield
+        db.session.commit()
 
 
 def json_body(schema: Schema, *, partial: bool = False) -> dict:

@@ -30,13 +30,11 @@ from flask_babel import gettext as _
 from flask_login import current_user
 from marshmallow import Schema, ValidationError
 from sqlalchemy import func, or_, select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import aliased, joinedload
 
-from itvsh.api import MAX_ID, bp, doc, json_body, paginate
+from itvsh.api import MAX_ID, bp, doc, json_body, paginate, refusal_writes_nothing, unit_of_work
 from itvsh.auth.roles import ALL_ROLES, Role
 from itvsh.core.access import roles_allowed, tenant_params
-from itvsh.core.errors import problem
 from itvsh.core.rules import RuleViolation
 from itvsh.core.tenancy import ALL, pop_scope, push_scope
 from itvsh.extensions import db
@@ -146,39 +144,15 @@ def _staff_only_fields() -> tuple[str, ...]:
 # --- units of work and idempotency ------------------------------------------------------------------
 
 
-class ConcurrentChange(Exception):
-    """A concurrent request wrote the same row first (a unique constraint refused this one)."""
-
-
-@bp.errorhandler(ConcurrentChange)
-def _concurrent_change(_exc: ConcurrentChange):
-    return problem(
-        409,
-        _("Another request changed the same data at the same time. Please repeat the request."),
-        title=_("Conflict"),
-    )
-
-
-@contextmanager
-def _refusal_writes_nothing() -> Iterator[None]:
+def _refusal_writes_nothing():
     """A refusal rolls back everything the services may have changed before refusing, and names
     the field as the request names it."""
-    try:
-        yield
-    except RuleViolation as exc:
-        db.session.rollback()
-        raise RuleViolation(exc.message, REQUEST_FIELDS.get(exc.field, exc.field)) from None
-    except IntegrityError:
-        db.session.rollback()
-        raise ConcurrentChange from None
+    return refusal_writes_nothing(REQUEST_FIELDS)
 
 
-@contextmanager
-def _unit_of_work() -> Iterator[None]:
+def _unit_of_work():
     """Run a write and commit it once (a refusal writes nothing)."""
-    with _refusal_writes_nothing():
-        yield
-        db.session.commit()
+    return unit_of_work(REQUEST_FIELDS)
 
 
 def _idempotency_key() -> str | None:

@@ -22,8 +22,6 @@ names it.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 from flask import jsonify, request, url_for
@@ -32,11 +30,10 @@ from flask_login import current_user
 from marshmallow import Schema, ValidationError
 from marshmallow.experimental.context import Context
 from sqlalchemy import or_, select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import contains_eager, joinedload, selectinload
 from werkzeug.exceptions import NotFound
 
-from itvsh.api import MAX_ID, bp, doc, json_body, paginate
+from itvsh.api import MAX_ID, bp, doc, json_body, paginate, unit_of_work
 from itvsh.auth.roles import ADMIN_UI, ALL_ROLES, FEDERATION, Role
 from itvsh.core.access import roles_allowed, tenant_params
 from itvsh.core.errors import problem
@@ -177,32 +174,10 @@ def _usable(text: str, limit: int) -> bool:
 # --- units of work ----------------------------------------------------------------------------------
 
 
-class ConcurrentProjectChange(Exception):
-    """A concurrent request wrote the same row first (a unique constraint refused this one)."""
-
-
-@bp.errorhandler(ConcurrentProjectChange)
-def _concurrent_change(_exc: ConcurrentProjectChange):
-    return problem(
-        409,
-        _("Another request changed the same data at the same time. Please repeat the request."),
-        title=_("Conflict"),
-    )
-
-
-@contextmanager
-def _unit_of_work() -> Iterator[None]:
-    """Run a write and commit it once; a refusal rolls everything back (nothing is written) and
-    names the field as the request names it."""
-    try:
-        yield
-        db.session.commit()
-    except RuleViolation as exc:
-        db.session.rollback()
-        raise RuleViolation(exc.message, REQUEST_FIELDS.get(exc.field, exc.field)) from None
-    except IntegrityError:
-        db.session.rollback()
-        raise ConcurrentProjectChange from None
+def _unit_of_work():
+    """Run a write and commit it once; a refusal writes nothing and names the field as the request
+    names it."""
+    return unit_of_work(REQUEST_FIELDS)
 
 
 # --- lookups ----------------------------------------------------------------------------------------

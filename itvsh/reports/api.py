@@ -18,17 +18,15 @@ another user, is refused), keeping the key in the funding module's idempotency t
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 
 from flask import jsonify, request, url_for
 from flask_babel import gettext as _
 from flask_login import current_user
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import joinedload
 
-from itvsh.api import bp, doc, json_body, paginate
+from itvsh.api import bp, doc, json_body, paginate, unit_of_work
 from itvsh.auth.roles import ALL_ROLES, FEDERATION
 from itvsh.core.access import roles_allowed, tenant_params
 from itvsh.core.errors import problem
@@ -80,32 +78,10 @@ def _me():
 # --- units of work and idempotency ------------------------------------------------------------------
 
 
-class ConcurrentReportRequest(Exception):
-    """A concurrent request with the same idempotency key was recorded first."""
-
-
-@bp.errorhandler(ConcurrentReportRequest)
-def _concurrent_request(_exc: ConcurrentReportRequest):
-    return problem(
-        409,
-        _("Another request changed the same data at the same time. Please repeat the request."),
-        title=_("Conflict"),
-    )
-
-
-@contextmanager
-def _unit_of_work() -> Iterator[None]:
+def _unit_of_work():
     """Run a write and commit it once; a refusal records nothing and names the field as the
     request names it."""
-    try:
-        yield
-        db.session.commit()
-    except RuleViolation as exc:
-        db.session.rollback()
-        raise RuleViolation(exc.message, REQUEST_FIELDS.get(exc.field, exc.field)) from None
-    except IntegrityError:
-        db.session.rollback()
-        raise ConcurrentReportRequest from None
+    return unit_of_work(REQUEST_FIELDS)
 
 
 def _once(action: str, make: Callable[[], Report], **fingerprint) -> tuple[int, bool]:

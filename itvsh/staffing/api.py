@@ -17,8 +17,6 @@ once, and a refusal rolls the whole unit of work back and names the field as the
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date
 
@@ -28,14 +26,12 @@ from flask_login import current_user
 from marshmallow import Schema, ValidationError
 from marshmallow.experimental.context import Context
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import joinedload
 
-from itvsh.api import MAX_ID, bp, doc, json_body, paginate
+from itvsh.api import MAX_ID, bp, doc, json_body, paginate, unit_of_work
 from itvsh.auth.roles import ADMIN_UI, ALL_ROLES, FEDERATION, Role
 from itvsh.core.access import roles_allowed, tenant_params
 from itvsh.core.db import begin_write
-from itvsh.core.errors import problem
 from itvsh.core.rules import RuleViolation
 from itvsh.extensions import db
 from itvsh.funding.models import FiscalYear
@@ -138,32 +134,10 @@ class _Dumper:
 # --- units of work ----------------------------------------------------------------------------------
 
 
-class ConcurrentStaffingChange(Exception):
-    """A concurrent request wrote the same row first (a unique constraint refused this one)."""
-
-
-@bp.errorhandler(ConcurrentStaffingChange)
-def _concurrent_change(_exc: ConcurrentStaffingChange):
-    return problem(
-        409,
-        _("Another request changed the same data at the same time. Please repeat the request."),
-        title=_("Conflict"),
-    )
-
-
-@contextmanager
-def _unit_of_work() -> Iterator[None]:
-    """Run a write and commit it once; a refusal rolls everything back (nothing is written) and
-    names the field as the request names it."""
-    try:
-        yield
-        db.session.commit()
-    except RuleViolation as exc:
-        db.session.rollback()
-        raise RuleViolation(exc.message, REQUEST_FIELDS.get(exc.field, exc.field)) from None
-    except IntegrityError:
-        db.session.rollback()
-        raise ConcurrentStaffingChange from None
+def _unit_of_work():
+    """Run a write and commit it once; a refusal writes nothing and names the field as the request
+    names it."""
+    return unit_of_work(REQUEST_FIELDS)
 
 
 # --- lookups ----------------------------------------------------------------------------------------

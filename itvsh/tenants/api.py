@@ -11,8 +11,6 @@ refused write rolls the session back so nothing of it is written.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 from flask import abort, jsonify, request, url_for
@@ -22,7 +20,7 @@ from marshmallow import ValidationError
 from sqlalchemy import not_, or_, select
 from sqlalchemy.orm import aliased
 
-from itvsh.api import bp, doc, json_body, paginate
+from itvsh.api import bp, doc, json_body, paginate, refusal_writes_nothing
 from itvsh.auth.roles import ALL_ROLES, Role
 from itvsh.core.access import roles_allowed, tenant_params
 from itvsh.core.rules import RuleViolation
@@ -91,18 +89,6 @@ def _detail(municipality: Municipality) -> dict:
         .all()
     )
     return MunicipalityDetailSchema().dump(MunicipalityDetail(municipality, list(contacts)))
-
-
-@contextmanager
-def _refusal_writes_nothing(fields: dict[str, str] | None = None) -> Iterator[None]:
-    """A service may have changed objects before refusing: drop them with the whole unit of work, and
-    name the field as the request body names it."""
-    try:
-        yield
-    except RuleViolation as exc:
-        db.session.rollback()
-        field = (fields or {}).get(exc.field, exc.field)
-        raise RuleViolation(exc.message, field) from None
 
 
 def _key_arg(name: str, length: int) -> str | None:
@@ -179,7 +165,7 @@ def get_municipality(key: str):
 @doc("Create a municipality", body=MunicipalityCreateSchema, response=MunicipalityDetailSchema, status=201)
 def create_municipality():
     data = json_body(MunicipalityCreateSchema())
-    with _refusal_writes_nothing():
+    with refusal_writes_nothing():
         municipality = services.create_municipality(db.session, _me(), **data)
     db.session.commit()
     location = url_for(".get_municipality", key=municipality.key)
@@ -193,7 +179,7 @@ def create_municipality():
 def update_municipality(key: str):
     municipality = _municipality_or_404(key)
     data = json_body(MunicipalityUpdateSchema())
-    with _refusal_writes_nothing():
+    with refusal_writes_nothing():
         services.update_municipality(db.session, _me(), municipality, **data)
     db.session.commit()
     return jsonify(_detail(municipality))
@@ -207,7 +193,7 @@ def change_membership(key: str):
     municipality = _municipality_or_404(key)
     data = json_body(MembershipChangeSchema())
     change = services.join if data["action"] == "join" else services.leave
-    with _refusal_writes_nothing(_MEMBERSHIP_FIELDS):
+    with refusal_writes_nothing(_MEMBERSHIP_FIELDS):
         change(db.session, _me(), municipality, data["on"], data["note"])
     db.session.commit()
     return jsonify(_detail(municipality))
